@@ -1,0 +1,16 @@
+//! opsdeck: a terminal operations console for on-call engineers.
+//!
+//! Data flows one way: sources (tokio tasks) send whole snapshots as events, a pure
+//! reducer folds events and actions into `AppState`, and the view renders that state.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod keymap;
+pub mod model;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod sources;
+pub mod status;
+pub mod tui;
+pub mod ui;
