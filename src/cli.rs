@@ -1,4 +1,399 @@
-//! Command line.
+//! The command line (contracts in interfaces.md): parsing, exit codes, and wiring each command
+//! to the parts that do the work.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::AppState;
+use crate::config::{Config, ConfigError};
+use crate::keymap::Keymap;
+use crate::ui::Theme;
+
+/// Exit codes shared by every command (interfaces.md).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const WARN: i32 = 1;
+    pub const CRIT: i32 = 2;
+    pub const USAGE: i32 = 3;
+    pub const INTERNAL: i32 = 4;
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "opsdeck",
+    version,
+    about = "Terminal operations console: both clusters side by side"
+)]
+pub struct Cli {
+    /// Config file (else $OPSDECK_CONFIG, $XDG_CONFIG_HOME/opsdeck/config.toml, /etc/opsdeck/config.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Work on the simulated fleet instead of a config
+    #[arg(long, global = true)]
+    pub demo: bool,
+    /// Refuse every state-changing action
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// The console on the simulated fleet (starts it in-process)
+    Demo,
+    /// The same picture once, as text or JSON; exit 0 ok, 1 warnings, 2 critical
+    Status(StatusArgs),
+    /// The simulated fleet alone, until Ctrl-C; prints `kubeconfig: PATH` and `config: PATH`
+    Sim {
+        /// At least this many pods per cluster (heavy, like real ones)
+        #[arg(long, default_value_t = 0)]
+        pods: usize,
+    },
+    /// Config commands
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// Print the JSON document of interfaces.md
+    #[arg(long)]
+    pub json: bool,
+    /// Only this cluster
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
+    /// How long to wait for each source's first complete answer
+    #[arg(long, default_value = "5s", value_parser = parse_timeout)]
+    pub timeout: Duration,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigCommand {
+    /// Validate the config and resolve its endpoints: exit 0 valid (warnings printed), 3 invalid
+    Check,
+}
+
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}
+
+/// Entry point: parses the command line and returns the process exit code.
 pub fn main() -> i32 {
-    0
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    exit::OK
+                }
+                _ => exit::USAGE,
+            };
+            let _ = e.print();
+            return code;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("opsdeck: cannot start the async runtime: {e}");
+            return exit::INTERNAL;
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            crate::tui::restore();
+            eprintln!("opsdeck: {e:#}");
+            exit::INTERNAL
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match &cli.command {
+        None if cli.demo => run_demo(&cli).await,
+        None => run_console(&cli).await,
+        Some(Command::Demo) => run_demo(&cli).await,
+        Some(Command::Status(args)) => run_status(&cli, args).await,
+        Some(Command::Sim { pods }) => run_sim(*pods).await,
+        Some(Command::Config(ConfigCommand::Check)) => Ok(config_check(&cli)),
+    }
+}
+
+fn print_errors(errors: &[ConfigError]) {
+    for e in errors {
+        eprintln!("{e}");
+    }
+}
+
+/// Loads the config the command line points at. `Ok(None)`: there is none anywhere.
+fn load_config(cli: &Cli) -> Result<Option<(Config, Vec<ConfigError>)>, Vec<ConfigError>> {
+    let Some(path) = Config::locate(cli.config.as_deref()) else {
+        return Ok(None);
+    };
+    let loaded = Config::load(&path)?;
+    Ok(Some((loaded.config, loaded.warnings)))
+}
+
+fn config_check(cli: &Cli) -> i32 {
+    let Some(path) = Config::locate(cli.config.as_deref()) else {
+        eprintln!(
+            "opsdeck: no config found (looked at --config, $OPSDECK_CONFIG, $XDG_CONFIG_HOME/opsdeck/config.toml, \
+             /etc/opsdeck/config.toml); start from config.example.toml"
+        );
+        return exit::USAGE;
+    };
+    match Config::load(&path) {
+        Err(errors) => {
+            print_errors(&errors);
+            eprintln!(
+                "{}: invalid ({} error{})",
+                path.display(),
+                errors.len(),
+                if errors.len() == 1 { "" } else { "s" }
+            );
+            exit::USAGE
+        }
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            for c in &loaded.config.clusters {
+                let kc = c
+                    .kubeconfig
+                    .as_ref()
+                    .map_or("default KUBECONFIG rules".to_string(), |p| {
+                        p.display().to_string()
+                    });
+                let ctx = c.context.as_deref().unwrap_or("(current context)");
+                let prod = if c.protected { " [PROD]" } else { "" };
+                println!("cluster {}{prod}: kubeconfig {kc}, context {ctx}", c.name);
+            }
+            println!("{}: valid", path.display());
+            exit::OK
+        }
+    }
+}
+
+/// Logs go to a file, never to the screen: $XDG_STATE_HOME/opsdeck/opsdeck.log.
+fn init_logging() {
+    let dir = state_dir();
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let Ok(file) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("opsdeck.log"))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG")
+        .unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .try_init();
+}
+
+/// $XDG_STATE_HOME/opsdeck (or ~/.local/state/opsdeck).
+pub fn state_dir() -> PathBuf {
+    std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("opsdeck")
+}
+
+fn no_config_notice() -> Vec<String> {
+    [
+        "opsdeck: no config found.",
+        "",
+        "Looked at --config, $OPSDECK_CONFIG, $XDG_CONFIG_HOME/opsdeck/config.toml and /etc/opsdeck/config.toml.",
+        "",
+        "To look around on a simulated fleet (two clusters, staging and production):",
+        "    opsdeck demo",
+        "",
+        "To watch your own clusters, copy config.example.toml to ~/.config/opsdeck/config.toml,",
+        "point each [[cluster]] at its kubeconfig and context, then check it with:",
+        "    opsdeck config check",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+async fn run_console(cli: &Cli) -> anyhow::Result<i32> {
+    let loaded = match load_config(cli) {
+        Err(errors) => {
+            print_errors(&errors);
+            return Ok(exit::USAGE);
+        }
+        Ok(l) => l,
+    };
+    init_logging();
+    match loaded {
+        None => {
+            let (mut state, rx) = console_state(&Config::default(), cli);
+            state.notice = Some(no_config_notice());
+            crate::tui::run(state, rx, Theme::from_env()).await?;
+        }
+        Some((config, warnings)) => {
+            let (mut state, rx) = console_state(&config, cli);
+            state
+                .warnings
+                .extend(warnings.iter().map(|w| w.to_string()));
+            crate::tui::run(state, rx, Theme::from_env()).await?;
+        }
+    }
+    Ok(exit::OK)
+}
+
+/// The console's initial state with every source spawned.
+fn console_state(
+    config: &Config,
+    cli: &Cli,
+) -> (
+    AppState,
+    tokio::sync::mpsc::UnboundedReceiver<crate::sources::SourceEvent>,
+) {
+    let user = Keymap::user_overrides_path();
+    let keymap_name = if config.keymap.is_empty() {
+        "default"
+    } else {
+        config.keymap.as_str()
+    };
+    let (keymap, warnings) = Keymap::load(keymap_name, user.as_deref());
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let mut state = AppState::new(config, keymap, jiff::Timestamp::now());
+    state.warnings = warnings;
+    state.read_only = cli.read_only;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    for (i, c) in config.clusters.iter().enumerate() {
+        tokio::spawn(crate::sources::kube::run(
+            i,
+            c.clone(),
+            tx.clone(),
+            cancel.child_token(),
+        ));
+    }
+    (state, rx)
+}
+
+#[cfg(feature = "sim")]
+async fn start_fleet() -> anyhow::Result<(crate::sim::Fleet, Config)> {
+    let fleet = crate::sim::Fleet::start(crate::sim::SimOptions::default()).await?;
+    let config = Config::load(fleet.config_path())
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "the simulated fleet wrote an invalid config: {}",
+                e.first().map(|e| e.to_string()).unwrap_or_default()
+            )
+        })?
+        .config;
+    Ok((fleet, config))
+}
+
+#[cfg(feature = "sim")]
+async fn run_demo(cli: &Cli) -> anyhow::Result<i32> {
+    init_logging();
+    let (fleet, config) = start_fleet().await?;
+    let (state, rx) = console_state(&config, cli);
+    let result = crate::tui::run(state, rx, Theme::from_env()).await;
+    fleet.shutdown().await;
+    result.map(|()| exit::OK)
+}
+
+#[cfg(feature = "sim")]
+async fn run_sim(pods: usize) -> anyhow::Result<i32> {
+    crate::sim::run_cli(crate::sim::SimOptions {
+        pods,
+        ..Default::default()
+    })
+    .await?;
+    Ok(exit::OK)
+}
+
+#[cfg(not(feature = "sim"))]
+async fn run_demo(_cli: &Cli) -> anyhow::Result<i32> {
+    eprintln!("opsdeck: this build has no simulated fleet (built without the `sim` feature)");
+    Ok(exit::USAGE)
+}
+
+#[cfg(not(feature = "sim"))]
+async fn run_sim(_pods: usize) -> anyhow::Result<i32> {
+    eprintln!("opsdeck: this build has no simulated fleet (built without the `sim` feature)");
+    Ok(exit::USAGE)
+}
+
+async fn run_status(cli: &Cli, args: &StatusArgs) -> anyhow::Result<i32> {
+    #[cfg(feature = "sim")]
+    let mut fleet = None;
+    let mut config = if cli.demo {
+        #[cfg(feature = "sim")]
+        {
+            let (f, c) = start_fleet().await?;
+            fleet = Some(f);
+            c
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            eprintln!(
+                "opsdeck: this build has no simulated fleet (built without the `sim` feature)"
+            );
+            return Ok(exit::USAGE);
+        }
+    } else {
+        match load_config(cli) {
+            Err(errors) => {
+                print_errors(&errors);
+                return Ok(exit::USAGE);
+            }
+            Ok(None) => {
+                eprintln!(
+                    "opsdeck: no config found; try `opsdeck status --demo`, or write one (see config.example.toml)"
+                );
+                return Ok(exit::USAGE);
+            }
+            Ok(Some((c, _))) => c,
+        }
+    };
+    if let Some(name) = &args.cluster {
+        if config.cluster(name).is_none() {
+            let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+            eprintln!(
+                "opsdeck: no cluster named {name:?}; configured: {}",
+                names.join(", ")
+            );
+            return Ok(exit::USAGE);
+        }
+        config.clusters.retain(|c| &c.name == name);
+    }
+    let state = crate::status::collect(&config, args.timeout).await;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&crate::status::to_json(&state))?
+        );
+    } else {
+        print!("{}", crate::status::to_text(&state));
+    }
+    #[cfg(feature = "sim")]
+    if let Some(f) = fleet {
+        f.shutdown().await;
+    }
+    Ok(crate::status::exit_code(&state))
 }

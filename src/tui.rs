@@ -1,1 +1,243 @@
-//! tui
+//! The terminal: raw mode and the alternate screen, restored on quit, panic, SIGTERM and SIGHUP;
+//! and the event loop that feeds the reducer and redraws only when the screen would change.
+
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{
+    Event as TermEvent, EventStream, KeyCode as CtKey, KeyEventKind, KeyModifiers,
+};
+use crossterm::{cursor, execute, terminal};
+use futures::StreamExt;
+use jiff::Timestamp;
+use ratatui::Terminal;
+use ratatui::backend::{Backend, ClearType, CrosstermBackend, WindowSize};
+use ratatui::buffer::Cell;
+use ratatui::layout::{Position, Size};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::time::Instant;
+
+use crate::app::{AppState, Effect, Event, update};
+use crate::keymap::{Key, KeyCode};
+use crate::sources::SourceEvent;
+use crate::ui::{self, Theme};
+
+/// At most ~30 frames a second, however fast events arrive.
+const FRAME: Duration = Duration::from_millis(33);
+
+/// Puts the terminal back the way the shell had it. Safe to call more than once.
+pub fn restore() {
+    let _ = terminal::disable_raw_mode();
+    let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+}
+
+/// Raw mode + alternate screen for as long as it lives; restored on drop and on panic.
+pub struct TerminalGuard;
+
+impl TerminalGuard {
+    pub fn enter() -> io::Result<TerminalGuard> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore();
+            previous(info);
+        }));
+        terminal::enable_raw_mode()?;
+        execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+        Ok(TerminalGuard)
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore();
+    }
+}
+
+/// Collects one frame's output and writes it to stdout as one synchronized update, or writes
+/// nothing at all when the frame changed nothing.
+pub struct FrameWriter {
+    buf: Vec<u8>,
+    written: Arc<AtomicU64>,
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut out = io::stdout().lock();
+        out.write_all(b"\x1b[?2026h")?;
+        out.write_all(&self.buf)?;
+        out.write_all(b"\x1b[?2026l")?;
+        out.flush()?;
+        self.written
+            .fetch_add(self.buf.len() as u64 + 16, Ordering::Relaxed);
+        self.buf.clear();
+        Ok(())
+    }
+}
+
+/// A crossterm backend that does not re-send "hide cursor" on every frame, so an unchanged
+/// frame costs zero bytes.
+pub struct QuietBackend {
+    inner: CrosstermBackend<FrameWriter>,
+    cursor_hidden: bool,
+}
+
+impl Backend for QuietBackend {
+    type Error = io::Error;
+
+    fn draw<'a, I>(&mut self, content: I) -> io::Result<()>
+    where
+        I: Iterator<Item = (u16, u16, &'a Cell)>,
+    {
+        self.inner.draw(content)
+    }
+    fn hide_cursor(&mut self) -> io::Result<()> {
+        if self.cursor_hidden {
+            return Ok(());
+        }
+        self.cursor_hidden = true;
+        self.inner.hide_cursor()
+    }
+    fn show_cursor(&mut self) -> io::Result<()> {
+        self.cursor_hidden = false;
+        self.inner.show_cursor()
+    }
+    fn get_cursor_position(&mut self) -> io::Result<Position> {
+        self.inner.get_cursor_position()
+    }
+    fn set_cursor_position<P: Into<Position>>(&mut self, position: P) -> io::Result<()> {
+        self.inner.set_cursor_position(position)
+    }
+    fn clear(&mut self) -> io::Result<()> {
+        self.inner.clear()
+    }
+    fn clear_region(&mut self, clear_type: ClearType) -> io::Result<()> {
+        self.inner.clear_region(clear_type)
+    }
+    fn size(&self) -> io::Result<Size> {
+        self.inner.size()
+    }
+    fn window_size(&mut self) -> io::Result<WindowSize> {
+        self.inner.window_size()
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Backend::flush(&mut self.inner)
+    }
+}
+
+fn translate(ev: crossterm::event::KeyEvent) -> Option<Key> {
+    if ev.kind == KeyEventKind::Release {
+        return None;
+    }
+    let code = match ev.code {
+        CtKey::Char(c) => KeyCode::Char(c),
+        CtKey::Enter => KeyCode::Enter,
+        CtKey::Esc => KeyCode::Esc,
+        CtKey::Tab => KeyCode::Tab,
+        CtKey::BackTab => KeyCode::BackTab,
+        CtKey::Backspace => KeyCode::Backspace,
+        CtKey::Up => KeyCode::Up,
+        CtKey::Down => KeyCode::Down,
+        CtKey::Left => KeyCode::Left,
+        CtKey::Right => KeyCode::Right,
+        CtKey::PageUp => KeyCode::PageUp,
+        CtKey::PageDown => KeyCode::PageDown,
+        CtKey::Home => KeyCode::Home,
+        CtKey::End => KeyCode::End,
+        CtKey::Delete => KeyCode::Delete,
+        CtKey::F(n) => KeyCode::F(n),
+        _ => return None,
+    };
+    let m = ev.modifiers;
+    let is_char = matches!(code, KeyCode::Char(_));
+    Some(Key {
+        code,
+        ctrl: m.contains(KeyModifiers::CONTROL),
+        alt: m.contains(KeyModifiers::ALT),
+        shift: !is_char && code != KeyCode::BackTab && m.contains(KeyModifiers::SHIFT),
+    })
+}
+
+/// Runs the console until the engineer quits or a signal arrives. Sources keep sending
+/// snapshots on `sources`; this loop never waits on anything but events.
+pub async fn run(
+    mut state: AppState,
+    mut sources: UnboundedReceiver<SourceEvent>,
+    theme: Theme,
+) -> anyhow::Result<()> {
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let _guard = TerminalGuard::enter()?;
+    let written = Arc::new(AtomicU64::new(0));
+    let backend = QuietBackend {
+        inner: CrosstermBackend::new(FrameWriter {
+            buf: Vec::new(),
+            written: written.clone(),
+        }),
+        cursor_hidden: true,
+    };
+    let mut term = Terminal::new(backend)?;
+    term.clear()?;
+    let mut input = EventStream::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut dirty = true;
+    let mut last_draw = Instant::now() - FRAME;
+    loop {
+        if dirty && last_draw.elapsed() >= FRAME {
+            term.draw(|f| {
+                ui::render(f, &state, theme);
+            })?;
+            // Learn the page size for page up/down from what was drawn.
+            state.page = term
+                .size()
+                .map(|s| s.height.saturating_sub(4) as usize)
+                .unwrap_or(10);
+            dirty = false;
+            last_draw = Instant::now();
+        }
+        let redraw_at = last_draw + FRAME;
+        let event = tokio::select! {
+            ev = input.next() => match ev {
+                Some(Ok(TermEvent::Key(k))) => match translate(k) {
+                    Some(key) => Event::Key(key),
+                    None => continue,
+                },
+                Some(Ok(TermEvent::Resize(..))) => { dirty = true; continue; }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => { tracing::warn!(error = %e, "terminal input failed"); Event::Terminate }
+                None => Event::Terminate,
+            },
+            Some(ev) = sources.recv() => Event::Source(ev),
+            _ = tick.tick() => Event::Tick(Timestamp::now()),
+            _ = sigterm.recv() => Event::Terminate,
+            _ = sighup.recv() => Event::Terminate,
+            _ = tokio::time::sleep_until(redraw_at), if dirty => continue,
+        };
+        let mut effects = update(&mut state, event);
+        // Drain everything already waiting so a burst becomes one frame.
+        while let Ok(ev) = sources.try_recv() {
+            effects.extend(update(&mut state, Event::Source(ev)));
+        }
+        if effects.contains(&Effect::Quit) || state.quit {
+            break;
+        }
+        dirty = true;
+    }
+    tracing::info!(
+        bytes = written.load(Ordering::Relaxed),
+        "terminal output at exit"
+    );
+    drop(term);
+    Ok(())
+}

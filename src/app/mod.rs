@@ -1,1 +1,10 @@
-//! app
+//! The console's state and the pure reducer that changes it: events and actions in,
+//! state changes and effects out. No I/O here.
+
+pub mod action;
+pub mod state;
+pub mod update;
+
+pub use action::Action;
+pub use state::{AppState, ClusterView, FeatureTile, View};
+pub use update::{Effect, Event, update};

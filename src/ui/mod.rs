@@ -1,1 +1,154 @@
-//! ui
+//! Drawing: `render(frame, state, theme)` is a pure function of the state. Nothing here
+//! fetches or waits; views only read `AppState`.
+
+mod cluster;
+mod findings;
+mod help;
+mod overview;
+pub mod theme;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::Paragraph;
+
+use crate::app::{Action, AppState, View};
+use crate::keymap::Mode;
+pub use theme::Theme;
+
+/// The narrowest column a cluster gets before the layout falls back to one cluster at a time.
+pub const MIN_COLUMN: u16 = 38;
+
+/// Draws the whole screen.
+pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
+    let area = frame.area();
+    let [body, footer] = Layout::vertical([Constraint::Min(1), Constraint::Length(1)]).areas(area);
+    if let Some(notice) = &state.notice {
+        let lines: Vec<Line> = notice.iter().map(|l| Line::raw(l.as_str())).collect();
+        frame.render_widget(Paragraph::new(lines), body);
+    } else {
+        match state.view {
+            View::Overview => overview::render(frame, body, state, theme),
+            View::Findings => findings::render(frame, body, state, theme),
+            View::Cluster(i) => cluster::render(frame, body, state, i, theme),
+        }
+    }
+    render_footer(frame, footer, state, theme);
+    if state.help {
+        help::render(frame, body, state, theme);
+    }
+}
+
+fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
+    let mode = state.mode();
+    let wanted: &[(Action, &str)] = match mode {
+        Mode::Overview | Mode::Global => &[
+            (Action::Quit, "quit"),
+            (Action::Help, "help"),
+            (Action::Findings, "findings"),
+            (Action::FocusNextCluster, "next"),
+            (Action::Open, "open"),
+        ],
+        Mode::List => &[
+            (Action::Back, "back"),
+            (Action::ScrollDown, "down"),
+            (Action::ScrollUp, "up"),
+            (Action::Help, "help"),
+            (Action::Quit, "quit"),
+        ],
+        Mode::Help => &[
+            (Action::Back, "close"),
+            (Action::ScrollDown, "down"),
+            (Action::Quit, "quit"),
+        ],
+    };
+    let mut spans = Vec::new();
+    if let Some(w) = state.warnings.first() {
+        spans.push(Span::styled(format!("! {w} "), theme.stale()));
+    }
+    for (action, label) in wanted {
+        if let Some(k) = state.keymap.keys_for(mode, *action).first() {
+            spans.push(Span::styled(k.to_string(), theme.key()));
+            spans.push(Span::raw(format!(" {label}  ")));
+        }
+    }
+    if state.read_only {
+        spans.push(Span::styled("READ-ONLY  ", theme.stale()));
+    }
+    let clock = state.now.strftime("%H:%M UTC").to_string();
+    let used: usize = spans.iter().map(|s| s.width()).sum();
+    let pad = (area.width as usize).saturating_sub(used + clock.len());
+    spans.push(Span::raw(" ".repeat(pad)));
+    spans.push(Span::styled(clock, theme.dim()));
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
+}
+
+/// `text` cut to `width` characters, ending in `…` when cut.
+pub(crate) fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    if width == 0 {
+        return String::new();
+    }
+    let mut s: String = text.chars().take(width - 1).collect();
+    s.push('…');
+    s
+}
+
+/// Splits `text` into lines of at most `width` characters, breaking at spaces when it can.
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
+    let width = width.max(1);
+    let mut lines = Vec::new();
+    let mut current = String::new();
+    for word in text.split(' ') {
+        let wlen = word.chars().count();
+        let clen = current.chars().count();
+        if clen > 0 && clen + 1 + wlen > width {
+            lines.push(std::mem::take(&mut current));
+        }
+        if !current.is_empty() {
+            current.push(' ');
+        }
+        current.push_str(word);
+        while current.chars().count() > width {
+            let head: String = current.chars().take(width).collect();
+            current = current.chars().skip(width).collect();
+            lines.push(head);
+        }
+    }
+    if !current.is_empty() || lines.is_empty() {
+        lines.push(current);
+    }
+    lines
+}
+
+/// A scrollable list of lines with a title; clamps the scroll offset and reports the page size.
+pub(crate) fn scrolled<'a>(
+    lines: Vec<Line<'a>>,
+    area: Rect,
+    scroll: usize,
+) -> (Vec<Line<'a>>, usize) {
+    let page = area.height as usize;
+    let max = lines.len().saturating_sub(page);
+    let offset = scroll.min(max);
+    (lines.into_iter().skip(offset).take(page).collect(), offset)
+}
+
+pub(crate) fn styled(text: impl Into<String>, style: Style) -> Span<'static> {
+    Span::styled(text.into(), style)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncate_and_wrap_respect_width() {
+        assert_eq!(truncate("iam-service-7c9d", 8), "iam-ser…");
+        assert_eq!(truncate("abc", 8), "abc");
+        assert_eq!(wrap("a bb ccc dddd", 6), ["a bb", "ccc", "dddd"]);
+        assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+    }
+}

@@ -1,0 +1,83 @@
+//! Named actions: what a key can ask for. Keymaps refer to them by name.
+
+use std::fmt;
+use std::str::FromStr;
+
+macro_rules! actions {
+    ($($variant:ident => $name:literal, $desc:literal;)*) => {
+        /// Everything the engineer can ask the console to do with a key.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Action { $($variant),* }
+
+        impl Action {
+            /// Every action, in help order.
+            pub const ALL: &'static [Action] = &[$(Action::$variant),*];
+
+            /// The name keymaps use.
+            pub fn name(self) -> &'static str {
+                match self { $(Action::$variant => $name),* }
+            }
+
+            /// One line for the help screen.
+            pub fn description(self) -> &'static str {
+                match self { $(Action::$variant => $desc),* }
+            }
+        }
+    };
+}
+
+actions! {
+    Quit => "quit", "quit opsdeck";
+    Help => "help", "show or hide this help";
+    Findings => "findings", "list every finding of every cluster";
+    Overview => "overview", "back to the clusters side by side";
+    FocusNextCluster => "focus_next_cluster", "next cluster";
+    FocusPrevCluster => "focus_prev_cluster", "previous cluster";
+    Open => "open", "open the focused cluster";
+    Back => "back", "close the view or overlay";
+    ScrollDown => "scroll_down", "scroll down";
+    ScrollUp => "scroll_up", "scroll up";
+    PageDown => "page_down", "scroll a page down";
+    PageUp => "page_up", "scroll a page up";
+    Top => "top", "go to the top";
+    Bottom => "bottom", "go to the bottom";
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Action {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Action::ALL
+            .iter()
+            .copied()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+                format!("unknown action {s:?}; known actions: {}", names.join(", "))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_round_trips_through_its_name() {
+        for a in Action::ALL {
+            assert_eq!(a.name().parse::<Action>(), Ok(*a));
+        }
+        assert!(
+            "launch_missiles"
+                .parse::<Action>()
+                .unwrap_err()
+                .contains("focus_next_cluster")
+        );
+    }
+}

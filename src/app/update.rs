@@ -1,0 +1,262 @@
+//! The reducer: `update(state, event) -> effects`. Pure: it never does I/O, so every key
+//! sequence and every source report can be tested without a terminal or a server.
+
+use jiff::Timestamp;
+
+use super::action::Action;
+use super::state::{AppState, View};
+use crate::keymap::Key;
+use crate::model::Stale;
+use crate::sources::{SourceEvent, SourceUpdate};
+
+/// Everything that can happen to the console.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Source(SourceEvent),
+    Key(Key),
+    /// The clock moved (ages and grace periods depend on it).
+    Tick(Timestamp),
+    /// SIGTERM or SIGHUP: leave now, restoring the terminal.
+    Terminate,
+}
+
+/// What the runner must do after an update.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Quit,
+}
+
+/// Folds one event into the state.
+pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
+    match event {
+        Event::Source(SourceEvent { cluster, update }) => {
+            let now = state.now;
+            let Some(c) = state.clusters.get_mut(cluster) else {
+                return vec![];
+            };
+            match update {
+                SourceUpdate::Kube(snap) => {
+                    c.kube = Some(snap);
+                    c.kube_stale = None;
+                    c.reachable = Some(true);
+                }
+                SourceUpdate::KubeFailing { reason } => {
+                    let since = c.kube_stale.as_ref().map_or(now, |s| s.since);
+                    c.kube_stale = Some(Stale { since, reason });
+                    c.reachable = Some(false);
+                }
+            }
+            c.refresh_findings(now);
+            vec![]
+        }
+        Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
+            Some(action) => apply(state, action),
+            None => vec![],
+        },
+        Event::Tick(now) => {
+            state.now = now;
+            for c in &mut state.clusters {
+                c.refresh_findings(now);
+            }
+            vec![]
+        }
+        Event::Terminate => {
+            state.quit = true;
+            vec![Effect::Quit]
+        }
+    }
+}
+
+/// Carries out one named action.
+pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
+    let n = state.clusters.len().max(1);
+    match action {
+        Action::Quit => {
+            state.quit = true;
+            return vec![Effect::Quit];
+        }
+        Action::Help => {
+            state.help = !state.help;
+            state.scroll = 0;
+        }
+        Action::Findings => set_view(state, View::Findings),
+        Action::Overview => set_view(state, View::Overview),
+        Action::FocusNextCluster => {
+            state.focus = (state.focus + 1) % n;
+            if let View::Cluster(_) = state.view {
+                set_view(state, View::Cluster(state.focus));
+            }
+        }
+        Action::FocusPrevCluster => {
+            state.focus = (state.focus + n - 1) % n;
+            if let View::Cluster(_) = state.view {
+                set_view(state, View::Cluster(state.focus));
+            }
+        }
+        Action::Open => {
+            if state.view == View::Overview && !state.clusters.is_empty() {
+                set_view(state, View::Cluster(state.focus));
+            }
+        }
+        Action::Back => {
+            if state.help {
+                state.help = false;
+                state.scroll = 0;
+            } else if state.view != View::Overview {
+                set_view(state, View::Overview);
+            }
+        }
+        Action::ScrollDown => state.scroll = state.scroll.saturating_add(1),
+        Action::ScrollUp => state.scroll = state.scroll.saturating_sub(1),
+        Action::PageDown => state.scroll = state.scroll.saturating_add(state.page.max(1)),
+        Action::PageUp => state.scroll = state.scroll.saturating_sub(state.page.max(1)),
+        Action::Top => state.scroll = 0,
+        // The view clamps the offset to the list's real length.
+        Action::Bottom => state.scroll = usize::MAX / 2,
+    }
+    vec![]
+}
+
+fn set_view(state: &mut AppState, view: View) {
+    state.help = false;
+    state.view = view;
+    state.scroll = 0;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::{ClusterConfig, Config};
+    use crate::keymap::{EMBEDDED, Keymap};
+    use crate::model::{KubeSnapshot, Severity};
+
+    fn ts(s: i64) -> Timestamp {
+        Timestamp::from_second(1_764_000_000 + s).unwrap()
+    }
+
+    fn state() -> AppState {
+        let config = Config {
+            clusters: ["staging", "production"]
+                .iter()
+                .map(|n| ClusterConfig {
+                    name: n.to_string(),
+                    protected: *n == "production",
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), ts(0))
+    }
+
+    fn key(s: &str) -> Event {
+        Event::Key(s.parse().unwrap())
+    }
+
+    #[test]
+    fn tab_cycles_focus_and_enter_opens_the_focused_cluster() {
+        let mut s = state();
+        update(&mut s, key("tab"));
+        assert_eq!(s.focus, 1);
+        update(&mut s, key("enter"));
+        assert_eq!(s.view, View::Cluster(1));
+        update(&mut s, key("tab"));
+        assert_eq!((s.focus, s.view), (0, View::Cluster(0)));
+        update(&mut s, key("esc"));
+        assert_eq!(s.view, View::Overview);
+        update(&mut s, key("backtab"));
+        assert_eq!(s.focus, 1);
+    }
+
+    #[test]
+    fn findings_help_and_back_stack_as_expected() {
+        let mut s = state();
+        update(&mut s, key("f"));
+        assert_eq!(s.view, View::Findings);
+        update(&mut s, key("j"));
+        update(&mut s, key("j"));
+        assert_eq!(s.scroll, 2);
+        update(&mut s, key("?"));
+        assert!(s.help);
+        update(&mut s, key("esc"));
+        assert!(!s.help);
+        assert_eq!(s.view, View::Findings);
+        update(&mut s, key("esc"));
+        assert_eq!(s.view, View::Overview);
+    }
+
+    #[test]
+    fn q_and_terminate_quit() {
+        let mut s = state();
+        assert_eq!(update(&mut s, key("q")), vec![Effect::Quit]);
+        let mut s = state();
+        assert_eq!(update(&mut s, Event::Terminate), vec![Effect::Quit]);
+        assert!(s.quit);
+    }
+
+    #[test]
+    fn a_failing_source_keeps_the_last_snapshot_and_marks_it_stale_with_its_first_time() {
+        let mut s = state();
+        let snap = Arc::new(KubeSnapshot::default());
+        update(
+            &mut s,
+            Event::Source(SourceEvent {
+                cluster: 1,
+                update: SourceUpdate::Kube(snap.clone()),
+            }),
+        );
+        assert_eq!(s.clusters[1].reachable, Some(true));
+        update(&mut s, Event::Tick(ts(10)));
+        let failing = || {
+            Event::Source(SourceEvent {
+                cluster: 1,
+                update: SourceUpdate::KubeFailing {
+                    reason: "connection refused".into(),
+                },
+            })
+        };
+        update(&mut s, failing());
+        update(&mut s, Event::Tick(ts(20)));
+        update(&mut s, failing());
+        let c = &s.clusters[1];
+        assert!(
+            Arc::ptr_eq(c.kube.as_ref().unwrap(), &snap),
+            "last good data stays"
+        );
+        assert_eq!(c.kube_stale.as_ref().unwrap().since, ts(10));
+        assert_eq!(c.reachable, Some(false));
+        assert_eq!(c.worst(), Some(Severity::Crit));
+        assert!(c.findings[0].message.contains("connection refused"));
+        assert_eq!(
+            s.clusters[0].reachable, None,
+            "the other cluster is untouched"
+        );
+        update(
+            &mut s,
+            Event::Source(SourceEvent {
+                cluster: 1,
+                update: SourceUpdate::Kube(snap),
+            }),
+        );
+        assert!(s.clusters[1].kube_stale.is_none());
+        assert!(s.clusters[1].findings.is_empty());
+    }
+
+    #[test]
+    fn findings_list_is_newest_first_across_clusters() {
+        let mut s = state();
+        let fail = |c| {
+            Event::Source(SourceEvent {
+                cluster: c,
+                update: SourceUpdate::KubeFailing { reason: "x".into() },
+            })
+        };
+        update(&mut s, fail(0));
+        update(&mut s, Event::Tick(ts(5)));
+        update(&mut s, fail(1));
+        let all = s.all_findings();
+        assert_eq!(all.iter().map(|(c, _)| *c).collect::<Vec<_>>(), [1, 0]);
+    }
+}

@@ -1,0 +1,54 @@
+//! Every shipped keymap parses and names only known actions; the essentials are bound.
+
+use opsdeck::app::action::Action;
+use opsdeck::keymap::{EMBEDDED, Key, Keymap, Mode};
+
+#[test]
+fn every_keymap_file_parses_and_names_only_known_actions() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("keymaps");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        Keymap::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let stem = path.file_stem().unwrap().to_str().unwrap();
+        assert!(
+            EMBEDDED.iter().any(|(n, _)| *n == stem),
+            "{stem}.toml is not embedded in the binary"
+        );
+        seen += 1;
+    }
+    assert!(seen >= 1);
+}
+
+#[test]
+fn default_keymap_reaches_every_view_and_can_always_quit() {
+    let km = Keymap::parse(EMBEDDED[0].1).unwrap();
+    for mode in [Mode::Overview, Mode::List, Mode::Help] {
+        assert_eq!(
+            km.lookup(mode, Key::ctrl('c')),
+            Some(Action::Quit),
+            "{mode:?}"
+        );
+        assert_eq!(
+            km.lookup(mode, Key::ch('?')),
+            Some(Action::Help),
+            "{mode:?}"
+        );
+    }
+    for action in [
+        Action::Findings,
+        Action::FocusNextCluster,
+        Action::Open,
+        Action::Back,
+        Action::Quit,
+    ] {
+        assert!(
+            !km.keys_for(Mode::Overview, action).is_empty(),
+            "{action} is not bound in the overview"
+        );
+    }
+}
