@@ -187,6 +187,16 @@ impl Mode {
     }
 }
 
+/// Which key a footer hint shows first: a plain named key (tab, enter, esc), then a plain
+/// character, then anything with a modifier.
+fn hint_rank(k: &Key) -> u8 {
+    match (k.ctrl || k.alt || k.shift, k.code) {
+        (false, KeyCode::Char(_)) => 1,
+        (false, _) => 0,
+        (true, _) => 2,
+    }
+}
+
 /// The active bindings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keymap {
@@ -310,7 +320,7 @@ impl Keymap {
             .flat_map(|b| b.iter().filter(|(_, a)| **a == action).map(|(k, _)| *k))
             .filter(|k| self.lookup(mode, *k) == Some(action))
             .collect();
-        keys.sort_by_key(|k| (k.to_string().len(), *k));
+        keys.sort_by_key(|k| (hint_rank(k), *k));
         keys.dedup();
         keys
     }

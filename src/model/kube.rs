@@ -372,7 +372,8 @@ pub fn kube_findings(snap: &KubeSnapshot, now: Timestamp) -> Vec<RawFinding> {
         };
         let mut message = format!("pod {}/{} is {}", p.namespace, p.name, reason.as_str());
         if p.restarts > 0 {
-            message.push_str(&format!(" ({} restarts)", p.restarts));
+            let s = if p.restarts == 1 { "" } else { "s" };
+            message.push_str(&format!(" ({} restart{s})", p.restarts));
         }
         if matches!(reason, PodReason::Pending | PodReason::NotReady) {
             message.push_str(&format!(" for {}", format_age(age)));

@@ -3,6 +3,7 @@
 
 pub mod findings;
 pub mod kube;
+pub use kube::Phase;
 
 pub use findings::{Finding, FindingTracker, Severity};
 pub use kube::{KubeSnapshot, NodeSummary, PodCounts, PodReason, PodSummary, WorkloadSummary};

@@ -196,27 +196,12 @@ pub(super) fn column(
             let k = &snap.counts;
             top.push(Line::from(vec![
                 Span::styled("Pods ", theme.title()),
-                Span::raw(format!(
-                    "{} · run {} · pend {} · fail {} · done {}",
-                    k.total, k.running, k.pending, k.failed, k.succeeded
-                )),
+                Span::raw(format!("{}  run {} pend {} fail {} done {}", k.total, k.running, k.pending, k.failed, k.succeeded)),
             ]));
-            let not_ready = k.running.saturating_sub(k.ready.min(k.running));
             top.push(Line::from(vec![
-                Span::raw(format!("ready {}/{} · ", k.ready, k.total)),
-                Span::styled(
-                    format!("crashloop {}", k.crashloop),
-                    theme.severity((k.crashloop > 0).then_some(Severity::Crit)),
-                ),
-                Span::raw(format!(" · restarts {}", k.restarts)),
-                styled(
-                    if not_ready > 0 {
-                        format!(" · {not_ready} not ready")
-                    } else {
-                        String::new()
-                    },
-                    theme.dim(),
-                ),
+                Span::raw(format!("ready {}/{}  ", k.ready, k.total)),
+                Span::styled(format!("crashloop {}", k.crashloop), theme.severity((k.crashloop > 0).then_some(Severity::Crit))),
+                Span::raw(format!("  restarts {}", k.restarts)),
             ]));
             let degraded: Vec<_> = snap.degraded_workloads().collect();
             if degraded.is_empty() {
@@ -238,7 +223,11 @@ pub(super) fn column(
                     } else {
                         Severity::Warn
                     };
-                    let text = format!(" {} {}/{}", w.kind, w.namespace, w.name);
+                    let text = if width >= 60 {
+                        format!(" {} {}/{}", w.kind, w.namespace, w.name)
+                    } else {
+                        format!(" {} {}", w.kind, w.name)
+                    };
                     let count = format!(" {}/{}", w.available, w.desired);
                     bottom.push(Line::from(vec![
                         Span::raw(truncate(&text, width.saturating_sub(count.len()))),
