@@ -52,8 +52,7 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
         ],
         Mode::List => &[
             (Action::Back, "back"),
-            (Action::ScrollDown, "down"),
-            (Action::ScrollUp, "up"),
+            (Action::ScrollDown, "scroll"),
             (Action::Help, "help"),
             (Action::Quit, "quit"),
         ],
