@@ -58,7 +58,7 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
         ],
         Mode::Help => &[
             (Action::Back, "close"),
-            (Action::ScrollDown, "down"),
+            (Action::ScrollDown, "scroll"),
             (Action::Quit, "quit"),
         ],
     };
