@@ -1,0 +1,150 @@
+//! End to end: the built binary in a pseudo-terminal, screen parsed with vt100.
+//! `opsdeck demo` at 80x24 shows both clusters and the known crash-looping pod; `q` quits and
+//! SIGHUP (an SSH drop) leaves, and either way the terminal is restored.
+
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{Child, CommandBuilder, PtySize, native_pty_system};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Session {
+    screen: Arc<Mutex<vt100::Parser>>,
+    writer: Box<dyn Write + Send>,
+    child: Box<dyn Child + Send + Sync>,
+    tty: Option<String>,
+    _master: Box<dyn portable_pty::MasterPty + Send>,
+    _slave: Box<dyn portable_pty::SlavePty + Send>,
+    _home: tempfile::TempDir,
+}
+
+fn start(args: &[&str]) -> Session {
+    let pty = native_pty_system();
+    let pair = pty.openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).expect("a pty");
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_opsdeck"));
+    cmd.args(args);
+    cmd.env("TERM", "xterm-256color");
+    cmd.env("HOME", home.path());
+    cmd.env("XDG_STATE_HOME", home.path().join("state"));
+    cmd.env("XDG_CONFIG_HOME", home.path().join("config"));
+    cmd.env_remove("OPSDECK_CONFIG");
+    let child = pair.slave.spawn_command(cmd).expect("opsdeck starts");
+    let tty = pair.master.tty_name().map(|p| p.display().to_string());
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let writer = pair.master.take_writer().unwrap();
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(24, 80, 0)));
+    let s = screen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock().unwrap().process(&buf[..n]);
+        }
+    });
+    Session { screen, writer, child, tty, _master: pair.master, _slave: pair.slave, _home: home }
+}
+
+impl Session {
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if pred(&self.contents()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("timed out waiting for {what}; screen:\n{}", self.contents());
+    }
+
+    fn wait_exit(&mut self) -> portable_pty::ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader thread take the last bytes.
+                std::thread::sleep(Duration::from_millis(300));
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("opsdeck did not exit; screen:\n{}", self.contents());
+    }
+
+    fn assert_restored(&self) {
+        let parser = self.screen.lock().unwrap();
+        let screen = parser.screen();
+        assert!(!screen.alternate_screen(), "left in the alternate screen");
+        assert!(!screen.hide_cursor(), "cursor left hidden");
+        drop(parser);
+        if let Some(tty) = &self.tty {
+            let out = std::process::Command::new("stty").args(["-F", tty, "-a"]).output().expect("stty runs");
+            let flags = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "stty failed: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(flags.split_whitespace().any(|f| f == "icanon"), "raw mode left on: {flags}");
+            assert!(flags.split_whitespace().any(|f| f == "echo"), "echo left off: {flags}");
+        }
+    }
+}
+
+fn demo_on_screen(s: &Session) {
+    s.wait_for("both clusters and the crash-looping pod", |c| {
+        c.contains("staging") && c.contains("production [PROD]") && c.contains("iam-service-") && c.contains("CrashLoopBackOff")
+    });
+}
+
+#[test]
+fn demo_shows_both_clusters_at_80x24_and_q_restores_the_terminal() {
+    let mut s = start(&["demo"]);
+    demo_on_screen(&s);
+    assert!(s.screen.lock().unwrap().screen().alternate_screen());
+    s.writer.write_all(b"q").unwrap();
+    s.writer.flush().unwrap();
+    let status = s.wait_exit();
+    assert!(status.success(), "exit status {status:?}");
+    s.assert_restored();
+}
+
+#[test]
+fn findings_key_lists_findings_and_esc_returns() {
+    let mut s = start(&["demo"]);
+    demo_on_screen(&s);
+    s.writer.write_all(b"f").unwrap();
+    s.writer.flush().unwrap();
+    s.wait_for("the findings list", |c| c.contains("Findings (") && c.contains("newest first"));
+    s.writer.write_all(b"\x1b").unwrap();
+    s.writer.flush().unwrap();
+    s.wait_for("the overview again", |c| c.contains("Unhealthy pods"));
+    s.writer.write_all(b"q").unwrap();
+    s.writer.flush().unwrap();
+    assert!(s.wait_exit().success());
+}
+
+#[test]
+fn sighup_restores_the_terminal() {
+    let mut s = start(&["demo"]);
+    demo_on_screen(&s);
+    let pid = s.child.process_id().expect("a pid") as i32;
+    // SAFETY: kill(2) with a valid signal on our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    s.wait_exit();
+    s.assert_restored();
+}
+
+#[test]
+fn no_config_explains_how_to_start() {
+    let mut s = start(&[]);
+    s.wait_for("the getting-started text", |c| c.contains("no config found") && c.contains("opsdeck demo"));
+    s.writer.write_all(b"q").unwrap();
+    s.writer.flush().unwrap();
+    assert!(s.wait_exit().success());
+    s.assert_restored();
+}
