@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-const HINT: &str = "expected a duration such as \"2s\", \"8h30m\", \"7d\" or \"500ms\" (units: ms, s, m, h, d, w)";
+const HINT: &str =
+    "expected a duration such as \"2s\", \"8h30m\", \"7d\" or \"500ms\" (units: ms, s, m, h, d, w)";
 
 /// Parses a sequence of `<integer><unit>` parts, largest unit first, e.g. `"1d12h"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -24,7 +25,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         let (number, after) = rest.split_at(digits);
         let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
         if after.starts_with('.') {
-            return Err(format!("{HINT}; use whole numbers (\"1h30m\", not \"1.5h\") in {s:?}"));
+            return Err(format!(
+                "{HINT}; use whole numbers (\"1h30m\", not \"1.5h\") in {s:?}"
+            ));
         }
         if unit_len == 0 {
             return Err(format!("{HINT}; {s:?} needs a unit, e.g. \"{number}s\""));
@@ -40,7 +43,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             _ => return Err(format!("{HINT}; unknown unit {unit:?} in {s:?}")),
         };
         if last_unit_ms.is_some_and(|last| unit_ms >= last) {
-            return Err(format!("{HINT}; give units largest first, once each, in {s:?}"));
+            return Err(format!(
+                "{HINT}; give units largest first, once each, in {s:?}"
+            ));
         }
         last_unit_ms = Some(unit_ms);
         let part = number
@@ -62,12 +67,18 @@ mod tests {
     #[test]
     fn parses_the_documented_forms() {
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
-        assert_eq!(parse_duration("8h30m"), Ok(Duration::from_secs(8 * 3600 + 30 * 60)));
+        assert_eq!(
+            parse_duration("8h30m"),
+            Ok(Duration::from_secs(8 * 3600 + 30 * 60))
+        );
         assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("1w"), Ok(Duration::from_secs(7 * 86_400)));
-        assert_eq!(parse_duration("1m30s500ms"), Ok(Duration::from_millis(90_500)));
+        assert_eq!(
+            parse_duration("1m30s500ms"),
+            Ok(Duration::from_millis(90_500))
+        );
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
     }
 

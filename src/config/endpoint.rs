@@ -92,22 +92,19 @@ impl Endpoint {
                 ));
             }
         };
-        let value = t
-            .get(key)
-            .and_then(toml::Value::as_str)
-            .ok_or_else(|| {
-                FieldError::new(
-                    key,
-                    format!(
-                        "expected a string such as {}",
-                        match key {
-                            "address" => "\"10.43.0.15:5432\"",
-                            "url" => "\"https://argocd.example:443\"",
-                            _ => "\"database/pgbouncer:5432\"",
-                        }
-                    ),
-                )
-            })?;
+        let value = t.get(key).and_then(toml::Value::as_str).ok_or_else(|| {
+            FieldError::new(
+                key,
+                format!(
+                    "expected a string such as {}",
+                    match key {
+                        "address" => "\"10.43.0.15:5432\"",
+                        "url" => "\"https://argocd.example:443\"",
+                        _ => "\"database/pgbouncer:5432\"",
+                    }
+                ),
+            )
+        })?;
         let parsed = match key {
             "address" => parse_address(value),
             "url" => parse_url(value),
@@ -175,18 +172,19 @@ fn parse_url(s: &str) -> Result<Endpoint, String> {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
-        .ok_or_else(|| {
-            format!("expected a URL starting with http:// or https://, found {s:?}")
-        })?;
+        .ok_or_else(|| format!("expected a URL starting with http:// or https://, found {s:?}"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || s.chars().any(char::is_whitespace) {
-        return Err(format!("expected a URL such as \"https://argocd.example\", found {s:?}"));
+        return Err(format!(
+            "expected a URL such as \"https://argocd.example\", found {s:?}"
+        ));
     }
     Ok(Endpoint::Url(s.to_string()))
 }
 
 fn parse_service(s: &str) -> Result<Endpoint, String> {
-    let hint = "expected namespace/name:port, e.g. \"database/pgbouncer:5432\" (port by number or name)";
+    let hint =
+        "expected namespace/name:port, e.g. \"database/pgbouncer:5432\" (port by number or name)";
     let (namespace, rest) = s
         .split_once('/')
         .ok_or_else(|| format!("{hint}; found {s:?}"))?;
@@ -219,7 +217,8 @@ pub(crate) fn parse_port_ref(s: &str) -> Result<PortRef, String> {
     }
     let ok = !s.is_empty()
         && s.len() <= 15
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && s.bytes().any(|b| b.is_ascii_lowercase())
         && !s.starts_with('-')
         && !s.ends_with('-');
@@ -236,7 +235,8 @@ pub(crate) fn parse_port_ref(s: &str) -> Result<PortRef, String> {
 pub(crate) fn check_namespace(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-');
     if ok {
@@ -252,7 +252,8 @@ pub(crate) fn check_namespace(s: &str) -> Result<(), String> {
 pub(crate) fn check_object_name(s: &str) -> Result<(), String> {
     let ok = !s.is_empty()
         && s.len() <= 253
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
         && s.ends_with(|c: char| c.is_ascii_alphanumeric());
     if ok {
@@ -296,7 +297,9 @@ impl SecretRef {
             [first, .., last] => {
                 return Err(FieldError::new(
                     last.clone(),
-                    format!("give only one of {base}_env, {base}_file or {base}_secret; found both {first} and {last}"),
+                    format!(
+                        "give only one of {base}_env, {base}_file or {base}_secret; found both {first} and {last}"
+                    ),
                 ));
             }
         };
@@ -466,7 +469,10 @@ mod tests {
         ))
         .expect_err("two kinds");
         assert!(err.starts_with("service: "), "{err}");
-        assert!(err.contains("exactly one of address, url or service"), "{err}");
+        assert!(
+            err.contains("exactly one of address, url or service"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -479,7 +485,10 @@ mod tests {
             (r#"url = "https://""#, "expected a URL"),
             (r#"service = "pgbouncer:5432""#, "namespace/name:port"),
             (r#"service = "database/pgbouncer""#, "has no port"),
-            (r#"service = "Database/pgbouncer:5432""#, "not a Kubernetes namespace"),
+            (
+                r#"service = "Database/pgbouncer:5432""#,
+                "not a Kubernetes namespace",
+            ),
             (r#"service = "database/pgbouncer:Not_A_Port""#, "port name"),
             ("address = 5432", "expected a string"),
         ];
@@ -537,7 +546,10 @@ mod tests {
         ];
         for text in cases {
             let err = SecretRef::from_table(&table(text), "password").expect_err(text);
-            assert!(!err.contains("hunter2") && !err.contains("12345678"), "{err}");
+            assert!(
+                !err.contains("hunter2") && !err.contains("12345678"),
+                "{err}"
+            );
         }
     }
 
@@ -546,8 +558,14 @@ mod tests {
         let cases = [
             (r#"password_env = "MY-VAR""#, "environment variable name"),
             (r#"password_secret = "database/pgbouncer""#, "names no key"),
-            (r#"password_secret = "pgbouncer:password""#, "namespace/name:key"),
-            ("password_env = \"A\"\npassword_secret = \"a/b:c\"", "only one of"),
+            (
+                r#"password_secret = "pgbouncer:password""#,
+                "namespace/name:key",
+            ),
+            (
+                "password_env = \"A\"\npassword_secret = \"a/b:c\"",
+                "only one of",
+            ),
         ];
         for (text, needle) in cases {
             let err = SecretRef::from_table(&table(text), "password").expect_err(text);
@@ -574,20 +592,28 @@ mod tests {
             name: "pg".into(),
             key: "password".into(),
         };
-        assert!(kube.resolve_local().is_err_and(|e| e.contains("needs the cluster API")));
+        assert!(
+            kube.resolve_local()
+                .is_err_and(|e| e.contains("needs the cluster API"))
+        );
     }
 
     #[test]
     fn resolve_local_reports_an_unset_variable_by_name() {
         let var = "OPSDECK_TEST_SURELY_UNSET_VARIABLE_7f3a";
-        let err = SecretRef::Env(var.into()).resolve_local().expect_err("unset");
+        let err = SecretRef::Env(var.into())
+            .resolve_local()
+            .expect_err("unset");
         assert_eq!(err, format!("environment variable {var} is not set"));
     }
 
     #[test]
     fn port_refs() {
         assert_eq!(parse_port_ref("5432"), Ok(PortRef::Number(5432)));
-        assert_eq!(parse_port_ref("http-web"), Ok(PortRef::Name("http-web".into())));
+        assert_eq!(
+            parse_port_ref("http-web"),
+            Ok(PortRef::Name("http-web".into()))
+        );
         assert!(parse_port_ref("0").is_err());
         assert!(parse_port_ref("65536").is_err());
         assert!(parse_port_ref("+80").is_err());

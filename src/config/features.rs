@@ -97,17 +97,23 @@ pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut
             format!("accepted and checked, but the {title} is not built yet, so this table has no effect"),
         );
     }
-    let endpoint = check_keys(table, spec, at, diag);
-    match feature {
-        "pgbouncer" | "redis" => {
-            let protocol = if feature == "redis" { "Redis" } else { "Postgres" };
-            require_endpoint(endpoint, at, protocol, "address = \"host:port\" or service = \"namespace/name:port\"", diag);
+    let endpoint_hint = match feature {
+        "pgbouncer" => {
+            "PgBouncer speaks the Postgres protocol: use address = \"host:port\" or service = \"database/pgbouncer:5432\""
         }
-        "argocd" => {
-            require_endpoint(endpoint, at, "", "url = \"https://...\" or service = \"argocd/argocd-server:443\"", diag);
-            check_argocd(table, at, diag);
+        "redis" => {
+            "Redis is not an HTTP server: use address = \"host:port\" or service = \"database/redis:6379\""
         }
-        _ => {}
+        _ => {
+            "ArgoCD is reached over HTTPS: use url = \"https://...\" or service = \"argocd/argocd-server:443\""
+        }
+    };
+    let endpoint = check_keys(table, spec, at, endpoint_hint, diag);
+    if feature != "backups" && endpoint == EndpointCheck::Absent {
+        diag.error(at, format!("needs an endpoint. {endpoint_hint}"));
+    }
+    if feature == "argocd" {
+        check_argocd(table, at, diag);
     }
     if feature == "pgbouncer" {
         let warn = duration_of(table, "wait_warn");
@@ -127,21 +133,44 @@ pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut
 }
 
 /// Checks each key against the spec, resolves paths, and reads the endpoint and secrets.
+/// Whether a table's endpoint was given, and if so whether it was usable.
+#[derive(Debug, PartialEq, Eq)]
+enum EndpointCheck {
+    Absent,
+    /// Reported already.
+    Invalid,
+    Valid,
+}
+
 fn check_keys(
     table: &mut toml::Table,
     spec: &[(&str, Kind)],
     at: &str,
+    endpoint_hint: &str,
     diag: &mut Diagnostics<'_>,
-) -> Option<Endpoint> {
-    let secret_bases: Vec<&str> = spec.iter().filter(|(_, k)| *k == Kind::Secret).map(|(n, _)| *n).collect();
+) -> EndpointCheck {
+    let endpoint_keys: Vec<&str> = spec
+        .iter()
+        .filter(|(_, k)| *k == Kind::Endpoint)
+        .map(|(n, _)| *n)
+        .collect();
+    let secret_bases: Vec<&str> = spec
+        .iter()
+        .filter(|(_, k)| *k == Kind::Secret)
+        .map(|(n, _)| *n)
+        .collect();
     let keys: Vec<String> = table.keys().cloned().collect();
     for key in &keys {
         let path = join_key(at, key);
-        let Some(value) = table.get(key) else { continue };
+        let Some(value) = table.get(key) else {
+            continue;
+        };
         let kind = spec.iter().find(|(n, _)| n == key).map(|(_, k)| *k);
         match kind {
             Some(Kind::Str) => expect_type(value, "string", "a string", &path, diag),
-            Some(Kind::Bool) => expect_type(value, "boolean", "a boolean (true or false)", &path, diag),
+            Some(Kind::Bool) => {
+                expect_type(value, "boolean", "a boolean (true or false)", &path, diag)
+            }
             Some(Kind::Duration) => match value.as_str() {
                 Some(s) => {
                     if let Err(m) = parse_duration(s) {
@@ -150,7 +179,10 @@ fn check_keys(
                 }
                 None => diag.error(
                     &path,
-                    format!("expected a duration string such as \"2s\" or \"8h30m\", found {}", article(value.type_str())),
+                    format!(
+                        "expected a duration string such as \"2s\" or \"8h30m\", found {}",
+                        article(value.type_str())
+                    ),
                 ),
             },
             Some(Kind::Path) => match value.as_str() {
@@ -176,35 +208,55 @@ fn check_keys(
             Some(Kind::Secret) | Some(Kind::Endpoint) | Some(Kind::Sources) => {}
             None => {
                 let derived = SECRET_SUFFIXES.iter().any(|suffix| {
-                    key.strip_suffix(suffix).is_some_and(|base| secret_bases.contains(&base))
+                    key.strip_suffix(suffix)
+                        .is_some_and(|base| secret_bases.contains(&base))
                 });
                 if derived {
                     continue;
                 }
-                if ENDPOINT_KEYS.contains(&key.as_str()) {
-                    let allowed: Vec<&str> = spec
-                        .iter()
-                        .filter(|(_, k)| *k == Kind::Endpoint)
-                        .map(|(n, _)| *n)
-                        .collect();
-                    diag.error(&path, format!("this endpoint is given as {} here", allowed.join(" or ")));
+                if ENDPOINT_KEYS.contains(&key.as_str()) && !endpoint_keys.is_empty() {
+                    // Read with the endpoint below, which says which kinds fit here.
+                    continue;
                 } else if looks_like_inline_secret(key) {
                     diag.error(&path, inline_secret_message(key));
                 } else {
                     diag.warn(
                         &path,
-                        format!("unknown key, ignored; known keys here are: {}", valid_keys(spec).join(", ")),
+                        format!(
+                            "unknown key, ignored; known keys here are: {}",
+                            valid_keys(spec).join(", ")
+                        ),
                     );
                 }
             }
         }
     }
 
-    let endpoint = match Endpoint::from_table_keyed(table) {
-        Ok(e) => e,
-        Err(e) => {
-            diag.error(&join_key(at, &e.key), e.message);
-            None
+    let endpoint = if endpoint_keys.is_empty() {
+        EndpointCheck::Absent
+    } else {
+        match Endpoint::from_table_keyed(table) {
+            Ok(None) => EndpointCheck::Absent,
+            Ok(Some(e)) => {
+                let key = match e {
+                    Endpoint::Address { .. } => "address",
+                    Endpoint::Url(_) => "url",
+                    Endpoint::Service { .. } => "service",
+                };
+                if endpoint_keys.contains(&key) {
+                    EndpointCheck::Valid
+                } else {
+                    diag.error(
+                        &join_key(at, key),
+                        format!("not accepted here. {endpoint_hint}"),
+                    );
+                    EndpointCheck::Invalid
+                }
+            }
+            Err(e) => {
+                diag.error(&join_key(at, &e.key), e.message);
+                EndpointCheck::Invalid
+            }
         }
     };
     for base in secret_bases {
@@ -227,7 +279,10 @@ fn valid_keys(spec: &[(&str, Kind)]) -> Vec<String> {
     spec.iter()
         .flat_map(|(name, kind)| {
             if *kind == Kind::Secret {
-                SECRET_SUFFIXES.iter().map(|s| format!("{name}{s}")).collect()
+                SECRET_SUFFIXES
+                    .iter()
+                    .map(|s| format!("{name}{s}"))
+                    .collect()
             } else {
                 vec![name.to_string()]
             }
@@ -235,37 +290,39 @@ fn valid_keys(spec: &[(&str, Kind)]) -> Vec<String> {
         .collect()
 }
 
-fn expect_type(value: &toml::Value, kind: &str, expected: &str, path: &str, diag: &mut Diagnostics<'_>) {
+fn expect_type(
+    value: &toml::Value,
+    kind: &str,
+    expected: &str,
+    path: &str,
+    diag: &mut Diagnostics<'_>,
+) {
     if value.type_str() != kind {
-        diag.error(path, format!("expected {expected}, found {}", article(value.type_str())));
+        diag.error(
+            path,
+            format!("expected {expected}, found {}", article(value.type_str())),
+        );
     }
 }
 
 fn looks_like_inline_secret(key: &str) -> bool {
-    ["password", "token", "secret", "secret_key", "access_key", "api_key"]
-        .iter()
-        .any(|w| key == *w || key.ends_with(&format!("_{w}")))
+    [
+        "password",
+        "token",
+        "secret",
+        "secret_key",
+        "access_key",
+        "api_key",
+    ]
+    .iter()
+    .any(|w| key == *w || key.ends_with(&format!("_{w}")))
 }
 
 fn duration_of(table: &toml::Table, key: &str) -> Option<Duration> {
-    table.get(key)?.as_str().and_then(|s| parse_duration(s).ok())
-}
-
-fn require_endpoint(
-    endpoint: Option<Endpoint>,
-    at: &str,
-    protocol: &str,
-    valid: &str,
-    diag: &mut Diagnostics<'_>,
-) {
-    match endpoint {
-        None => diag.error(at, format!("needs an endpoint: {valid}")),
-        Some(Endpoint::Url(_)) if !protocol.is_empty() => diag.error(
-            &join_key(at, "url"),
-            format!("this server speaks the {protocol} protocol, not HTTP: use {valid}"),
-        ),
-        Some(_) => {}
-    }
+    table
+        .get(key)?
+        .as_str()
+        .and_then(|s| parse_duration(s).ok())
 }
 
 /// `namespace/deployment|statefulset|daemonset/name`.
@@ -285,7 +342,10 @@ fn check_workload(s: &str) -> Result<(), String> {
 /// A world- or group-readable secret file is readable by more people than the secret is for.
 fn check_secret_file(path: &std::path::Path, key: &str, diag: &mut Diagnostics<'_>) {
     match std::fs::metadata(path) {
-        Err(_) => diag.warn(key, format!("{} does not exist or cannot be read", path.display())),
+        Err(_) => diag.warn(
+            key,
+            format!("{} does not exist or cannot be read", path.display()),
+        ),
         #[cfg(unix)]
         Ok(meta) => {
             use std::os::unix::fs::PermissionsExt as _;
@@ -307,16 +367,27 @@ fn check_secret_file(path: &std::path::Path, key: &str, diag: &mut Diagnostics<'
 }
 
 fn check_argocd(table: &toml::Table, at: &str, diag: &mut Diagnostics<'_>) {
-    let has = |base: &str| SECRET_SUFFIXES.iter().any(|s| table.contains_key(&format!("{base}{s}")));
+    let has = |base: &str| {
+        SECRET_SUFFIXES
+            .iter()
+            .any(|s| table.contains_key(&format!("{base}{s}")))
+    };
     if has("token") && (has("password") || table.contains_key("user")) {
         diag.error(
             &join_key(at, "token_env"),
             "give either a token or user + password, not both",
         );
     } else if has("password") && !table.contains_key("user") {
-        diag.error(&join_key(at, "user"), "a password needs a user (e.g. user = \"admin\")");
+        diag.error(
+            &join_key(at, "user"),
+            "a password needs a user (e.g. user = \"admin\")",
+        );
     }
-    if table.get("insecure_skip_verify").and_then(toml::Value::as_bool) == Some(true) {
+    if table
+        .get("insecure_skip_verify")
+        .and_then(toml::Value::as_bool)
+        == Some(true)
+    {
         diag.warn(
             &join_key(at, "insecure_skip_verify"),
             "TLS certificates are not checked for this ArgoCD; prefer ca_file = \"PATH\"",
@@ -341,10 +412,19 @@ fn check_backup_sources(table: &mut toml::Table, at: &str, diag: &mut Diagnostic
     for (i, source) in sources.iter_mut().enumerate() {
         let at = join_index(&sources_at, i);
         let Some(source) = source.as_table_mut() else {
-            diag.error(&at, "expected a table with kind = \"cronjob\", \"s3\" or \"dir\"");
+            diag.error(
+                &at,
+                "expected a table with kind = \"cronjob\", \"s3\" or \"dir\"",
+            );
             continue;
         };
-        let endpoint = check_keys(source, BACKUP_SOURCE, &at, diag);
+        let endpoint = check_keys(
+            source,
+            BACKUP_SOURCE,
+            &at,
+            "an s3 source is an HTTP server: use url = \"http://...\" or service = \"minio/minio:9000\"",
+            diag,
+        );
         match source.get("name").and_then(toml::Value::as_str) {
             None => diag.error(&join_key(&at, "name"), "required key is missing"),
             Some(name) if names.iter().any(|n| n == name) => diag.error(
@@ -362,12 +442,15 @@ fn check_backup_sources(table: &mut toml::Table, at: &str, diag: &mut Diagnostic
             Some("cronjob") => {
                 require("namespace", diag);
                 if source.contains_key("prefix") && source.contains_key("selector") {
-                    diag.error(&join_key(&at, "selector"), "give either prefix or selector, not both");
+                    diag.error(
+                        &join_key(&at, "selector"),
+                        "give either prefix or selector, not both",
+                    );
                 }
             }
             Some("s3") => {
                 require("bucket", diag);
-                if endpoint.is_none() {
+                if endpoint == EndpointCheck::Absent {
                     diag.error(
                         &at,
                         "an s3 source needs an endpoint: url = \"http://...\" or service = \"minio/minio:9000\"",

@@ -91,7 +91,11 @@ impl fmt::Display for TargetKind {
 
 impl fmt::Display for ForwardTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}/{}:{}", self.namespace, self.kind, self.name, self.port)
+        write!(
+            f,
+            "{}/{}/{}:{}",
+            self.namespace, self.kind, self.name, self.port
+        )
     }
 }
 
@@ -127,9 +131,15 @@ mod tests {
     fn bad_targets_say_what_is_valid() {
         for (s, needle) in [
             ("grafana:3000", "found \"grafana:3000\""),
-            ("monitoring/svc/grafana:3000", "not one of service, pod or deployment"),
+            (
+                "monitoring/svc/grafana:3000",
+                "not one of service, pod or deployment",
+            ),
             ("monitoring/service/grafana", "has no port"),
-            ("monitoring/service/Grafana:3000", "not a Kubernetes object name"),
+            (
+                "monitoring/service/Grafana:3000",
+                "not a Kubernetes object name",
+            ),
             ("monitoring/service/grafana:0", "port 0"),
         ] {
             let err = ForwardTarget::parse(s).expect_err(s);

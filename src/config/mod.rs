@@ -250,7 +250,10 @@ mod tests {
             PathBuf::from("/home/oncall/.local/state/opsdeck/audit.jsonl")
         );
         e.xdg_state_home = Some("/state".into());
-        assert_eq!(e.default_audit_log(), PathBuf::from("/state/opsdeck/audit.jsonl"));
+        assert_eq!(
+            e.default_audit_log(),
+            PathBuf::from("/state/opsdeck/audit.jsonl")
+        );
     }
 
     #[test]

@@ -70,7 +70,13 @@ impl SourceMap {
         }
     }
 
-    fn push(&mut self, path: String, key_span: Range<usize>, value_span: Range<usize>, v: &DeValue<'_>) {
+    fn push(
+        &mut self,
+        path: String,
+        key_span: Range<usize>,
+        value_span: Range<usize>,
+        v: &DeValue<'_>,
+    ) {
         self.by_path.insert(path.clone(), self.nodes.len());
         self.nodes.push(Node {
             path,
@@ -82,7 +88,9 @@ impl SourceMap {
 
     /// 1-based line of a byte offset (an offset past the end counts as the last line).
     pub fn line_of_offset(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&start| start <= offset).max(1)
+        self.line_starts
+            .partition_point(|&start| start <= offset)
+            .max(1)
     }
 
     /// Line of a key path; a path that is not in the file (a missing key) falls back to the
@@ -106,7 +114,12 @@ impl SourceMap {
             .iter()
             .filter(|n| n.value_span == *span)
             .max_by(deepest)
-            .or_else(|| self.nodes.iter().filter(|n| n.key_span == *span).max_by(deepest))
+            .or_else(|| {
+                self.nodes
+                    .iter()
+                    .filter(|n| n.key_span == *span)
+                    .max_by(deepest)
+            })
             .or_else(|| {
                 self.nodes
                     .iter()
@@ -137,7 +150,11 @@ impl SourceMap {
         }
         if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.trim_end_matches('`');
-            return (line, join_key(&path, field), "required key is missing".to_string());
+            return (
+                line,
+                join_key(&path, field),
+                "required key is missing".to_string(),
+            );
         }
         if let Some(rest) = message.strip_prefix("invalid type: ")
             && let Some((_, expected)) = rest.rsplit_once(", expected ")
@@ -190,7 +207,11 @@ pub(crate) fn join_key(parent: &str, key: &str) -> String {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    let key = if bare { key.to_string() } else { format!("{key:?}") };
+    let key = if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    };
     if parent.is_empty() {
         key
     } else {
@@ -208,8 +229,8 @@ fn parent_end(path: &str) -> Option<usize> {
         return path.rfind('[');
     }
     // A quoted last key may itself contain dots.
-    if path.ends_with('"') {
-        let open = path[..path.len() - 1].rfind('"')?;
+    if let Some(unclosed) = path.strip_suffix('"') {
+        let open = unclosed.rfind('"')?;
         return path[..open].strip_suffix('.').map(str::len);
     }
     path.rfind(['.', '[']).filter(|&i| i > 0)
@@ -256,7 +277,10 @@ mod tests {
     #[test]
     fn keys_are_quoted_when_not_bare() {
         assert_eq!(join_key("", "cluster"), "cluster");
-        assert_eq!(join_key("cluster[0].env", "1 BAD"), "cluster[0].env.\"1 BAD\"");
+        assert_eq!(
+            join_key("cluster[0].env", "1 BAD"),
+            "cluster[0].env.\"1 BAD\""
+        );
         assert_eq!(join_index("cluster", 2), "cluster[2]");
     }
 }

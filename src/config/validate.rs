@@ -97,7 +97,16 @@ impl Diagnostics<'_> {
     }
 
     fn serde(&mut self, err: &toml::de::Error) {
-        let (line, key, message) = self.map.explain(err);
+        let (line, key, mut message) = self.map.explain(err);
+        if matches!(key.as_str(), "cluster" | "forward")
+            && message.starts_with("expected an array,")
+        {
+            message = message.replacen(
+                "expected an array",
+                &format!("expected [[{key}]] tables (write [[{key}]], not [{key}])"),
+                1,
+            );
+        }
         self.errors.push(ConfigError {
             file: self.file.to_path_buf(),
             line,
@@ -127,7 +136,11 @@ fn sort_by_line(mut v: Vec<ConfigError>) -> Vec<ConfigError> {
     v
 }
 
-pub(crate) fn parse(text: &str, path: &Path, env: &Environment) -> Result<Loaded, Vec<ConfigError>> {
+pub(crate) fn parse(
+    text: &str,
+    path: &Path,
+    env: &Environment,
+) -> Result<Loaded, Vec<ConfigError>> {
     let root = match DeTable::parse(text) {
         Ok(root) => root,
         Err(e) => {
@@ -167,10 +180,7 @@ pub(crate) fn parse(text: &str, path: &Path, env: &Environment) -> Result<Loaded
 }
 
 /// The elements of a top-level array of tables, each as its own deserializer input.
-fn elements<'i>(
-    root: &toml::Spanned<DeTable<'i>>,
-    key: &str,
-) -> Vec<toml::Spanned<DeValue<'i>>> {
+fn elements<'i>(root: &toml::Spanned<DeTable<'i>>, key: &str) -> Vec<toml::Spanned<DeValue<'i>>> {
     match root.get_ref().get(key).map(|v| v.get_ref()) {
         Some(DeValue::Array(items)) => items.iter().cloned().collect(),
         _ => Vec::new(),
