@@ -425,11 +425,17 @@ fn check_cluster(raw: RawCluster, at: &str, diag: &mut Diagnostics<'_>) -> Clust
     }
 }
 
+/// A variable that names where a secret is (`PGPASSFILE`, `TOKEN_PATH`) is fine; one that looks
+/// like it holds the secret is worth a warning.
 fn looks_secret(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    ["PASSWORD", "PASSWD", "TOKEN", "SECRET"]
+    let names_a_place = ["FILE", "PATH", "DIR", "ENV"]
         .iter()
-        .any(|w| upper.contains(w))
+        .any(|s| upper.ends_with(s));
+    !names_a_place
+        && ["PASSWORD", "PASSWD", "TOKEN", "SECRET"]
+            .iter()
+            .any(|w| upper.contains(w))
 }
 
 fn check_forward(
@@ -569,5 +575,102 @@ fn check_forward_clashes(forwards: &[ForwardConfig], at: &[String], diag: &mut D
         } else {
             ports.insert((f.bind, f.local_port), i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_errors(text: &str) -> Vec<String> {
+        match parse(text, Path::new("config.toml"), &Environment::default()) {
+            Ok(loaded) => panic!("parsed, warnings {:?}", loaded.warnings),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn errors_from_several_tables_are_all_reported_in_line_order() {
+        let errors = parse_errors(
+            "[[cluster]]\nname = \"a\"\nprotected = 1\n\n[[cluster]]\nname = \"b\"\nbogus = true\n\n[[cluster]]\nname = \"c\"\n[cluster.env]\n\"X Y\" = \"1\"\n",
+        );
+        assert_eq!(
+            errors,
+            [
+                "config.toml:3: cluster[0].protected: expected a boolean (true or false), found an integer",
+                "config.toml:7: cluster[1].bogus: unknown key; valid keys here are: name, kubeconfig, context, app_namespace, protected, read_only, env, pgbouncer, redis, backups, argocd",
+                "config.toml:12: cluster[2].env.\"X Y\": \"X Y\" is not a valid environment variable name: use letters, digits and '_', not starting with a digit",
+            ]
+        );
+    }
+
+    #[test]
+    fn no_error_ever_contains_a_secret_value() {
+        let secret = "Tr0ub4dor-and-3";
+        let text = format!(
+            "token = \"{secret}\"\n[[cluster]]\nname = \"q\"\n[cluster.env]\nPW = {{ v = \"{secret}\" }}\n[[cluster]]\nname = \"p\"\n[cluster.argocd]\nurl = \"https://a\"\ntoken = \"{secret}\"\napi_token = \"{secret}\"\n[cluster.redis]\naddress = \"r:6379\"\npassword = \"{secret}\"\n[[cluster.backups.source]]\nsecret_key = \"{secret}\"\n"
+        );
+        let errors = parse_errors(&text);
+        assert!(errors.len() >= 4, "{errors:#?}");
+        for e in &errors {
+            assert!(!e.contains(secret), "{e}");
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_keys_are_left_out() {
+        let env = Environment {
+            home: Some("/home/oncall".into()),
+            ..Environment::default()
+        };
+        let loaded = parse(
+            "[[cluster]]\nname = \"staging\"\n",
+            Path::new("/etc/opsdeck/config.toml"),
+            &env,
+        )
+        .expect("minimal config parses");
+        let c = loaded.config;
+        assert_eq!(c.keymap, "default");
+        assert_eq!(c.lock_dir, PathBuf::from("/var/lib/opsdeck/locks"));
+        assert_eq!(
+            c.audit_log,
+            PathBuf::from("/home/oncall/.local/state/opsdeck/audit.jsonl")
+        );
+        assert_eq!(c.runbooks_dir, None);
+        assert!(c.forwards.is_empty());
+        let s = &c.clusters[0];
+        assert!(!s.protected && !s.read_only && s.env.is_empty() && s.pgbouncer.is_none());
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    }
+
+    #[test]
+    fn home_relative_paths_expand() {
+        let env = Environment {
+            home: Some("/home/oncall".into()),
+            ..Environment::default()
+        };
+        let loaded = parse(
+            "audit_log = \"~/audit.jsonl\"\n[[cluster]]\nname = \"s\"\nkubeconfig = \"~/.kube/s.yaml\"\n",
+            Path::new("/etc/opsdeck/config.toml"),
+            &env,
+        )
+        .expect("parses");
+        assert_eq!(
+            loaded.config.audit_log,
+            PathBuf::from("/home/oncall/audit.jsonl")
+        );
+        assert_eq!(
+            loaded.config.clusters[0].kubeconfig,
+            Some(PathBuf::from("/home/oncall/.kube/s.yaml"))
+        );
+    }
+
+    #[test]
+    fn secret_looking_env_names() {
+        assert!(looks_secret("DB_PASSWORD"));
+        assert!(looks_secret("ArgoToken"));
+        assert!(!looks_secret("PGPASSFILE"));
+        assert!(!looks_secret("TOKEN_FILE"));
+        assert!(!looks_secret("BACKUP_DIR"));
     }
 }
