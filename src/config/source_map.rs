@@ -150,11 +150,11 @@ impl SourceMap {
         }
         if let Some(rest) = message.strip_prefix("missing field `") {
             let field = rest.trim_end_matches('`');
-            return (
-                line,
-                join_key(&path, field),
-                "required key is missing".to_string(),
-            );
+            let message = match example_value(field) {
+                Some(example) => format!("required key is missing; add {field} = {example}"),
+                None => "required key is missing".to_string(),
+            };
+            return (line, join_key(&path, field), message);
         }
         if let Some(rest) = message.strip_prefix("invalid type: ")
             && let Some((_, expected)) = rest.rsplit_once(", expected ")
@@ -173,6 +173,16 @@ impl SourceMap {
             return (line, path, format!("invalid TOML: {message}"));
         }
         (line, path, message)
+    }
+}
+
+/// An example for each required key, so "missing" also says what to write.
+fn example_value(field: &str) -> Option<&'static str> {
+    match field {
+        "name" => Some("\"production\""),
+        "cluster" => Some("\"staging\""),
+        "target" => Some("\"monitoring/service/grafana:3000\""),
+        _ => None,
     }
 }
 
