@@ -8,6 +8,7 @@ pub mod cli;
 pub mod config;
 pub mod keymap;
 pub mod model;
+pub mod runbook;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;

@@ -22,7 +22,14 @@ struct Session {
 
 fn start(args: &[&str]) -> Session {
     let pty = native_pty_system();
-    let pair = pty.openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).expect("a pty");
+    let pair = pty
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pty");
     let home = tempfile::tempdir().unwrap();
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_opsdeck"));
     cmd.args(args);
@@ -46,7 +53,15 @@ fn start(args: &[&str]) -> Session {
             s.lock().unwrap().process(&buf[..n]);
         }
     });
-    Session { screen, writer, child, tty, _master: pair.master, _slave: pair.slave, _home: home }
+    Session {
+        screen,
+        writer,
+        child,
+        tty,
+        _master: pair.master,
+        _slave: pair.slave,
+        _home: home,
+    }
 }
 
 impl Session {
@@ -86,18 +101,34 @@ impl Session {
         assert!(!screen.hide_cursor(), "cursor left hidden");
         drop(parser);
         if let Some(tty) = &self.tty {
-            let out = std::process::Command::new("stty").args(["-F", tty, "-a"]).output().expect("stty runs");
+            let out = std::process::Command::new("stty")
+                .args(["-F", tty, "-a"])
+                .output()
+                .expect("stty runs");
             let flags = String::from_utf8_lossy(&out.stdout);
-            assert!(out.status.success(), "stty failed: {}", String::from_utf8_lossy(&out.stderr));
-            assert!(flags.split_whitespace().any(|f| f == "icanon"), "raw mode left on: {flags}");
-            assert!(flags.split_whitespace().any(|f| f == "echo"), "echo left off: {flags}");
+            assert!(
+                out.status.success(),
+                "stty failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                flags.split_whitespace().any(|f| f == "icanon"),
+                "raw mode left on: {flags}"
+            );
+            assert!(
+                flags.split_whitespace().any(|f| f == "echo"),
+                "echo left off: {flags}"
+            );
         }
     }
 }
 
 fn demo_on_screen(s: &Session) {
     s.wait_for("both clusters and the crash-looping pod", |c| {
-        c.contains("staging") && c.contains("production [PROD]") && c.contains("iam-service-") && c.contains("CrashLoopBackOff")
+        c.contains("staging")
+            && c.contains("production [PROD]")
+            && c.contains("iam-service-")
+            && c.contains("CrashLoopBackOff")
     });
 }
 
@@ -119,7 +150,9 @@ fn findings_key_lists_findings_and_esc_returns() {
     demo_on_screen(&s);
     s.writer.write_all(b"f").unwrap();
     s.writer.flush().unwrap();
-    s.wait_for("the findings list", |c| c.contains("Findings (") && c.contains("newest first"));
+    s.wait_for("the findings list", |c| {
+        c.contains("Findings (") && c.contains("newest first")
+    });
     s.writer.write_all(b"\x1b").unwrap();
     s.writer.flush().unwrap();
     s.wait_for("the overview again", |c| c.contains("Unhealthy pods"));
@@ -142,7 +175,9 @@ fn sighup_restores_the_terminal() {
 #[test]
 fn no_config_explains_how_to_start() {
     let mut s = start(&[]);
-    s.wait_for("the getting-started text", |c| c.contains("no config found") && c.contains("opsdeck demo"));
+    s.wait_for("the getting-started text", |c| {
+        c.contains("no config found") && c.contains("opsdeck demo")
+    });
     s.writer.write_all(b"q").unwrap();
     s.writer.flush().unwrap();
     assert!(s.wait_exit().success());

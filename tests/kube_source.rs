@@ -18,8 +18,16 @@ fn install_crypto() {
 
 async fn fleet() -> (Fleet, Config) {
     install_crypto();
-    let fleet = Fleet::start(SimOptions { pods: 0, churn: false }).await.expect("simulated fleet starts");
-    let config = Config::load(fleet.config_path()).map_err(|e| format!("{}", e[0])).expect("fleet config loads").config;
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("simulated fleet starts");
+    let config = Config::load(fleet.config_path())
+        .map_err(|e| format!("{}", e[0]))
+        .expect("fleet config loads")
+        .config;
     (fleet, config)
 }
 
@@ -46,7 +54,12 @@ fn spawn_sources(config: &Config) -> (mpsc::UnboundedReceiver<SourceEvent>, Canc
     let (tx, rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     for (i, c) in config.clusters.iter().enumerate() {
-        tokio::spawn(opsdeck::sources::kube::run(i, c.clone(), tx.clone(), cancel.clone()));
+        tokio::spawn(opsdeck::sources::kube::run(
+            i,
+            c.clone(),
+            tx.clone(),
+            cancel.clone(),
+        ));
     }
     (rx, cancel)
 }
@@ -60,25 +73,47 @@ async fn changes_reach_the_snapshot_through_the_watch() {
     let (fleet, config) = fleet().await;
     let prod = index(&config, "production");
     let (mut rx, cancel) = spawn_sources(&config);
-    let first = wait_for(&mut rx, prod, "first snapshot", |u| matches!(u, SourceUpdate::Kube(_))).await;
-    let SourceUpdate::Kube(snap) = first else { unreachable!() };
-    let crash = snap.unhealthy_pods().find(|p| p.name.starts_with("iam-service-")).expect("the crash-looping pod is listed");
+    let first = wait_for(&mut rx, prod, "first snapshot", |u| {
+        matches!(u, SourceUpdate::Kube(_))
+    })
+    .await;
+    let SourceUpdate::Kube(snap) = first else {
+        unreachable!()
+    };
+    let crash = snap
+        .unhealthy_pods()
+        .find(|p| p.name.starts_with("iam-service-"))
+        .expect("the crash-looping pod is listed");
     assert_eq!(crash.reason.map(|r| r.as_str()), Some("CrashLoopBackOff"));
     let before = crash.restarts;
     let (ns, name) = (crash.namespace.clone(), crash.name.clone());
 
     let sim = fleet.cluster("production").unwrap();
     assert!(sim.modify_pod(&ns, &name, |p| {
-        let cs = p.status.as_mut().unwrap().container_statuses.as_mut().unwrap();
+        let cs = p
+            .status
+            .as_mut()
+            .unwrap()
+            .container_statuses
+            .as_mut()
+            .unwrap();
         cs[0].restart_count += 5;
     }));
     let update = wait_for(&mut rx, prod, "the restart count to rise", |u| match u {
-        SourceUpdate::Kube(s) => s.pods.iter().any(|p| p.name == name && p.restarts >= before + 5),
+        SourceUpdate::Kube(s) => s
+            .pods
+            .iter()
+            .any(|p| p.name == name && p.restarts >= before + 5),
         _ => false,
     })
     .await;
-    let SourceUpdate::Kube(s) = update else { unreachable!() };
-    assert_eq!(s.counts.total, snap.counts.total, "a modification is not a new pod");
+    let SourceUpdate::Kube(s) = update else {
+        unreachable!()
+    };
+    assert_eq!(
+        s.counts.total, snap.counts.total,
+        "a modification is not a new pod"
+    );
 
     assert!(sim.delete_pod(&ns, &name));
     wait_for(&mut rx, prod, "the deleted pod to go", |u| match u {
@@ -95,23 +130,41 @@ async fn a_killed_api_server_marks_only_its_cluster_stale_then_recovers() {
     let (fleet, config) = fleet().await;
     let (staging, prod) = (index(&config, "staging"), index(&config, "production"));
     let (mut rx, cancel) = spawn_sources(&config);
-    wait_for(&mut rx, staging, "staging snapshot", |u| matches!(u, SourceUpdate::Kube(_))).await;
-    wait_for(&mut rx, prod, "production snapshot", |u| matches!(u, SourceUpdate::Kube(_))).await;
+    wait_for(&mut rx, staging, "staging snapshot", |u| {
+        matches!(u, SourceUpdate::Kube(_))
+    })
+    .await;
+    wait_for(&mut rx, prod, "production snapshot", |u| {
+        matches!(u, SourceUpdate::Kube(_))
+    })
+    .await;
 
     fleet.cluster("staging").unwrap().kill().await;
-    let failing = wait_for(&mut rx, staging, "staging to fail", |u| matches!(u, SourceUpdate::KubeFailing { .. })).await;
-    let SourceUpdate::KubeFailing { reason } = failing else { unreachable!() };
+    let failing = wait_for(&mut rx, staging, "staging to fail", |u| {
+        matches!(u, SourceUpdate::KubeFailing { .. })
+    })
+    .await;
+    let SourceUpdate::KubeFailing { reason } = failing else {
+        unreachable!()
+    };
     assert!(!reason.is_empty());
 
     // Production keeps flowing at full speed while staging is down.
     let psim = fleet.cluster("production").unwrap();
-    let victim = psim.pods().into_iter().find(|p| p.metadata.namespace.as_deref() == Some("database")).unwrap();
+    let victim = psim
+        .pods()
+        .into_iter()
+        .find(|p| p.metadata.namespace.as_deref() == Some("database"))
+        .unwrap();
     let vname = victim.metadata.name.clone().unwrap();
     assert!(psim.delete_pod("database", &vname));
     let mut saw_prod_failure = false;
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let ev = tokio::time::timeout_at(deadline, rx.recv()).await.expect("production change arrives").unwrap();
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("production change arrives")
+            .unwrap();
         if ev.cluster == prod {
             match &ev.update {
                 SourceUpdate::KubeFailing { .. } => saw_prod_failure = true,
@@ -120,10 +173,21 @@ async fn a_killed_api_server_marks_only_its_cluster_stale_then_recovers() {
             }
         }
     }
-    assert!(!saw_prod_failure, "a dead staging API must not mark production failing");
+    assert!(
+        !saw_prod_failure,
+        "a dead staging API must not mark production failing"
+    );
 
-    fleet.cluster("staging").unwrap().restart().await.expect("staging comes back");
-    wait_for(&mut rx, staging, "staging to recover", |u| matches!(u, SourceUpdate::Kube(_))).await;
+    fleet
+        .cluster("staging")
+        .unwrap()
+        .restart()
+        .await
+        .expect("staging comes back");
+    wait_for(&mut rx, staging, "staging to recover", |u| {
+        matches!(u, SourceUpdate::Kube(_))
+    })
+    .await;
     cancel.cancel();
     fleet.shutdown().await;
 }
@@ -133,20 +197,37 @@ async fn status_reports_a_dead_cluster_beside_a_live_one_within_its_timeout() {
     let (fleet, config) = fleet().await;
     fleet.cluster("staging").unwrap().set_fault(Fault::Stall);
     // The outer timeout only turns a hang into a failure; it is no speed budget.
-    let state = tokio::time::timeout(Duration::from_secs(60), opsdeck::status::collect(&config, Duration::from_secs(3)))
-        .await
-        .expect("status gives up on a stalled cluster instead of hanging");
+    let state = tokio::time::timeout(
+        Duration::from_secs(60),
+        opsdeck::status::collect(&config, Duration::from_secs(3)),
+    )
+    .await
+    .expect("status gives up on a stalled cluster instead of hanging");
     let json = opsdeck::status::to_json(&state);
     let clusters = json["clusters"].as_array().unwrap();
     let staging = clusters.iter().find(|c| c["name"] == "staging").unwrap();
     let prod = clusters.iter().find(|c| c["name"] == "production").unwrap();
     assert_eq!(staging["reachable"], false);
-    assert!(staging.get("pods").is_none(), "an unreachable cluster has no pods key");
-    assert!(staging["findings"].as_array().unwrap().iter().any(|f| f["severity"] == "crit"
-        && f["message"].as_str().unwrap().contains("no answer within 3s")));
+    assert!(
+        staging.get("pods").is_none(),
+        "an unreachable cluster has no pods key"
+    );
+    assert!(staging["findings"].as_array().unwrap().iter().any(|f| {
+        f["severity"] == "crit"
+            && f["message"]
+                .as_str()
+                .unwrap()
+                .contains("no answer within 3s")
+    }));
     assert_eq!(prod["reachable"], true);
     assert!(prod["pods"]["total"].as_u64().unwrap() > 20);
-    assert!(prod["pods"]["unhealthy"].as_array().unwrap().iter().any(|p| p["reason"] == "CrashLoopBackOff"));
+    assert!(
+        prod["pods"]["unhealthy"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["reason"] == "CrashLoopBackOff")
+    );
     assert_eq!(opsdeck::status::exit_code(&state), 2);
     fleet.cluster("staging").unwrap().set_fault(Fault::None);
     fleet.shutdown().await;

@@ -17,7 +17,13 @@ fn now() -> Timestamp {
     "2026-11-25T03:00:00Z".parse().unwrap()
 }
 
-fn pod(ns: &str, name: &str, reason: Option<PodReason>, restarts: u32, age_s: i64) -> Arc<PodSummary> {
+fn pod(
+    ns: &str,
+    name: &str,
+    reason: Option<PodReason>,
+    restarts: u32,
+    age_s: i64,
+) -> Arc<PodSummary> {
     let phase = match reason {
         Some(PodReason::Pending | PodReason::ImagePullBackOff) => Phase::Pending,
         _ => Phase::Running,
@@ -36,13 +42,26 @@ fn pod(ns: &str, name: &str, reason: Option<PodReason>, restarts: u32, age_s: i6
     })
 }
 
-fn snapshot(env: &str, broken: &[(&str, &str, PodReason, u32, i64)], degraded: &[(&str, &str, i32, i32)]) -> KubeSnapshot {
+fn snapshot(
+    env: &str,
+    broken: &[(&str, &str, PodReason, u32, i64)],
+    degraded: &[(&str, &str, i32, i32)],
+) -> KubeSnapshot {
     let mut pods = Vec::new();
-    for (i, name) in ["finance-service-6d8f9c7b5-abcde", "frontend-7b9c6d5f4-fghij", "postgres-0", "pgbouncer-5f6c7d8e9-klmno"]
-        .iter()
-        .enumerate()
+    for (i, name) in [
+        "finance-service-6d8f9c7b5-abcde",
+        "frontend-7b9c6d5f4-fghij",
+        "postgres-0",
+        "pgbouncer-5f6c7d8e9-klmno",
+    ]
+    .iter()
+    .enumerate()
     {
-        let ns = if i < 2 { format!("goapps-{env}") } else { "database".into() };
+        let ns = if i < 2 {
+            format!("goapps-{env}")
+        } else {
+            "database".into()
+        };
         pods.push(pod(&ns, name, None, 0, 86_400 * 3));
     }
     for (ns, name, reason, restarts, age) in broken {
@@ -50,37 +69,84 @@ fn snapshot(env: &str, broken: &[(&str, &str, PodReason, u32, i64)], degraded: &
     }
     let mut workloads: Vec<WorkloadSummary> = degraded
         .iter()
-        .map(|(ns, name, want, have)| WorkloadSummary { kind: "Deployment", namespace: (*ns).into(), name: (*name).into(), desired: *want, available: *have })
+        .map(|(ns, name, want, have)| WorkloadSummary {
+            kind: "Deployment",
+            namespace: (*ns).into(),
+            name: (*name).into(),
+            desired: *want,
+            available: *have,
+        })
         .collect();
-    workloads.push(WorkloadSummary { kind: "StatefulSet", namespace: "database".into(), name: "postgres".into(), desired: 1, available: 1 });
-    let node = NodeSummary { name: format!("{env}-vps"), ready: true, pressure: vec![] };
+    workloads.push(WorkloadSummary {
+        kind: "StatefulSet",
+        namespace: "database".into(),
+        name: "postgres".into(),
+        desired: 1,
+        available: 1,
+    });
+    let node = NodeSummary {
+        name: format!("{env}-vps"),
+        ready: true,
+        pressure: vec![],
+    };
     KubeSnapshot::new(pods, workloads, vec![node])
 }
 
 fn fixture() -> AppState {
     let config = Config {
         clusters: vec![
-            ClusterConfig { name: "staging".into(), context: Some("default".into()), ..Default::default() },
-            ClusterConfig { name: "production".into(), context: Some("default".into()), protected: true, ..Default::default() },
+            ClusterConfig {
+                name: "staging".into(),
+                context: Some("default".into()),
+                ..Default::default()
+            },
+            ClusterConfig {
+                name: "production".into(),
+                context: Some("default".into()),
+                protected: true,
+                ..Default::default()
+            },
         ],
         ..Default::default()
     };
-    let mut state = AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), now() - jiff::SignedDuration::from_secs(600));
+    let mut state = AppState::new(
+        &config,
+        Keymap::parse(EMBEDDED[0].1).unwrap(),
+        now() - jiff::SignedDuration::from_secs(600),
+    );
     let staging = snapshot(
         "staging",
-        &[("goapps-staging", "frontend-5c4b3a2d1-zz9yx", PodReason::ImagePullBackOff, 0, 900)],
+        &[(
+            "goapps-staging",
+            "frontend-5c4b3a2d1-zz9yx",
+            PodReason::ImagePullBackOff,
+            0,
+            900,
+        )],
         &[],
     );
     let production = snapshot(
         "production",
         &[
-            ("goapps-production", "iam-service-7c9d8f6b5-x2k4p", PodReason::CrashLoopBackOff, 12, 3600),
+            (
+                "goapps-production",
+                "iam-service-7c9d8f6b5-x2k4p",
+                PodReason::CrashLoopBackOff,
+                12,
+                3600,
+            ),
             ("monitoring", "loki-0", PodReason::NotReady, 1, 7200),
         ],
         &[("goapps-production", "iam-service", 2, 1)],
     );
     for (i, snap) in [staging, production].into_iter().enumerate() {
-        update(&mut state, Event::Source(SourceEvent { cluster: i, update: SourceUpdate::Kube(Arc::new(snap)) }));
+        update(
+            &mut state,
+            Event::Source(SourceEvent {
+                cluster: i,
+                update: SourceUpdate::Kube(Arc::new(snap)),
+            }),
+        );
     }
     update(&mut state, Event::Tick(now()));
     state
@@ -88,7 +154,8 @@ fn fixture() -> AppState {
 
 fn draw(state: &AppState, w: u16, h: u16) -> String {
     let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
-    term.draw(|f| render(f, state, Theme { color: false })).unwrap();
+    term.draw(|f| render(f, state, Theme { color: false }))
+        .unwrap();
     format!("{}", term.backend())
 }
 
@@ -120,12 +187,26 @@ fn stale_cluster_keeps_its_pods_and_says_since_when() {
     let mut state = fixture();
     update(
         &mut state,
-        Event::Source(SourceEvent { cluster: 0, update: SourceUpdate::KubeFailing { reason: "connection refused".into() } }),
+        Event::Source(SourceEvent {
+            cluster: 0,
+            update: SourceUpdate::KubeFailing {
+                reason: "connection refused".into(),
+            },
+        }),
     );
-    update(&mut state, Event::Tick(now() + jiff::SignedDuration::from_secs(90)));
+    update(
+        &mut state,
+        Event::Tick(now() + jiff::SignedDuration::from_secs(90)),
+    );
     let screen = draw(&state, 80, 24);
-    assert!(screen.contains("stale since 03:00:00 (1m): connection r"), "{screen}");
-    assert!(screen.contains("frontend-5c4b3a2d1-zz9yx"), "last good data stays on screen");
+    assert!(
+        screen.contains("stale since 03:00:00 (1m): connection r"),
+        "{screen}"
+    );
+    assert!(
+        screen.contains("frontend-5c4b3a2d1-zz9yx"),
+        "last good data stays on screen"
+    );
     insta::assert_snapshot!(screen);
 }
 
@@ -144,14 +225,24 @@ fn cluster_view_and_help_overlay() {
     insta::assert_snapshot!("cluster_production", draw(&state, 80, 24));
     update(&mut state, Event::Key("?".parse().unwrap()));
     let help = draw(&state, 80, 24);
-    assert!(help.contains("ctrl-c q") || help.contains("q ctrl-c"), "{help}");
+    assert!(
+        help.contains("ctrl-c q") || help.contains("q ctrl-c"),
+        "{help}"
+    );
     insta::assert_snapshot!("help", help);
 }
 
 #[test]
 fn no_config_screen_explains_how_to_start() {
-    let mut state = AppState::new(&Config::default(), Keymap::parse(EMBEDDED[0].1).unwrap(), now());
-    state.notice = Some(vec!["opsdeck: no config found.".into(), "    opsdeck demo".into()]);
+    let mut state = AppState::new(
+        &Config::default(),
+        Keymap::parse(EMBEDDED[0].1).unwrap(),
+        now(),
+    );
+    state.notice = Some(vec![
+        "opsdeck: no config found.".into(),
+        "    opsdeck demo".into(),
+    ]);
     let screen = draw(&state, 80, 24);
     assert!(screen.contains("opsdeck demo"));
 }

@@ -20,7 +20,7 @@ pub use endpoint::{Endpoint, PortRef, SecretRef};
 pub use forward::{ForwardConfig, ForwardScheme, ForwardTarget, TargetKind};
 
 /// The whole configuration, checked.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Config {
     /// The file it came from.
     pub source: Option<PathBuf>,
@@ -36,7 +36,7 @@ pub struct Config {
 }
 
 /// One `[[cluster]]`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ClusterConfig {
     /// Required, unique, non-empty; used as `CLUSTER/NAME`, so no '/' or spaces.
     pub name: String,

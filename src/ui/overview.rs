@@ -196,11 +196,17 @@ pub(super) fn column(
             let k = &snap.counts;
             top.push(Line::from(vec![
                 Span::styled("Pods ", theme.title()),
-                Span::raw(format!("{}  run {} pend {} fail {} done {}", k.total, k.running, k.pending, k.failed, k.succeeded)),
+                Span::raw(format!(
+                    "{}  run {} pend {} fail {} done {}",
+                    k.total, k.running, k.pending, k.failed, k.succeeded
+                )),
             ]));
             top.push(Line::from(vec![
                 Span::raw(format!("ready {}/{}  ", k.ready, k.total)),
-                Span::styled(format!("crashloop {}", k.crashloop), theme.severity((k.crashloop > 0).then_some(Severity::Crit))),
+                Span::styled(
+                    format!("crashloop {}", k.crashloop),
+                    theme.severity((k.crashloop > 0).then_some(Severity::Crit)),
+                ),
                 Span::raw(format!("  restarts {}", k.restarts)),
             ]));
             let degraded: Vec<_> = snap.degraded_workloads().collect();
