@@ -55,6 +55,43 @@ pub enum Command {
     /// Config commands
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Runbooks: list, show, run step by step against a cluster, past runs
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunbookCommand {
+    /// Every runbook: name, title, step count (works without a config)
+    List,
+    /// A runbook with its steps numbered
+    Show { name: String },
+    /// Run a runbook's steps one by one against a cluster, each confirmed
+    Run {
+        name: String,
+        /// The target cluster, as named in the config
+        #[arg(long)]
+        cluster: String,
+        /// Start at this step (number or name)
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+        /// Show exactly what would run, with variables resolved; run nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Set a variable (never a secret one)
+        #[arg(long = "var", value_name = "K=V")]
+        vars: Vec<String>,
+        /// Answer plain steps with yes (never a destructive one)
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Past runs from the audit log; one run with --run, as markdown with --markdown
+    Log {
+        #[arg(long, value_name = "ID")]
+        run: Option<String>,
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -125,6 +162,81 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Status(args)) => run_status(&cli, args).await,
         Some(Command::Sim { pods }) => run_sim(*pods).await,
         Some(Command::Config(ConfigCommand::Check)) => Ok(config_check(&cli)),
+        Some(Command::Runbook(cmd)) => run_runbook(&cli, cmd).await,
+    }
+}
+
+/// The config for commands that also work without one: the file if there is one, else defaults.
+fn config_or_defaults(cli: &Cli) -> Result<Config, i32> {
+    match load_config(cli) {
+        Err(errors) => {
+            print_errors(&errors);
+            Err(exit::USAGE)
+        }
+        Ok(None) => Ok(Config::defaults()),
+        Ok(Some((c, _))) => Ok(c),
+    }
+}
+
+async fn run_runbook(cli: &Cli, cmd: &RunbookCommand) -> anyhow::Result<i32> {
+    match cmd {
+        RunbookCommand::List => {
+            Ok(config_or_defaults(cli).map_or_else(|c| c, |c| crate::cli_runbook::list(&c)))
+        }
+        RunbookCommand::Show { name } => {
+            Ok(config_or_defaults(cli).map_or_else(|c| c, |c| crate::cli_runbook::show(&c, name)))
+        }
+        RunbookCommand::Log { run, markdown } => Ok(config_or_defaults(cli).map_or_else(
+            |c| c,
+            |c| crate::cli_runbook::log(&c, run.as_deref(), *markdown),
+        )),
+        RunbookCommand::Run {
+            name,
+            cluster,
+            from,
+            dry_run,
+            vars,
+            yes,
+        } => {
+            let args = crate::cli_runbook::RunArgs {
+                name: name.clone(),
+                cluster: cluster.clone(),
+                from: from.clone(),
+                dry_run: *dry_run,
+                vars: vars.clone(),
+                yes: *yes,
+                read_only: cli.read_only,
+            };
+            if cli.demo {
+                #[cfg(feature = "sim")]
+                {
+                    let (fleet, config) = start_fleet().await?;
+                    let code = crate::cli_runbook::run(&config, &args).await;
+                    fleet.shutdown().await;
+                    return Ok(code);
+                }
+                #[cfg(not(feature = "sim"))]
+                {
+                    eprintln!(
+                        "opsdeck: this build has no simulated fleet (built without the `sim` feature)"
+                    );
+                    return Ok(exit::USAGE);
+                }
+            }
+            match load_config(cli) {
+                Err(errors) => {
+                    print_errors(&errors);
+                    Ok(exit::USAGE)
+                }
+                Ok(None) => {
+                    eprintln!(
+                        "opsdeck: no config found: `runbook run` needs the target cluster's config (or --demo)"
+                    );
+                    Ok(exit::USAGE)
+                }
+                Ok(Some((config, _))) => Ok(crate::cli_runbook::run(&config, &args).await),
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod app;
 pub mod cli;
+pub mod cli_runbook;
 pub mod config;
 pub mod keymap;
 pub mod model;

@@ -127,6 +127,25 @@ impl Config {
         locate_with(explicit, &Environment::from_process(), &|p| p.is_file())
     }
 
+    /// A config with no clusters and every default filled in (for commands that work without
+    /// a config file, such as `runbook list`).
+    pub fn defaults() -> Config {
+        let env = Environment::from_process();
+        Config {
+            audit_log: env.default_audit_log(),
+            lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
+            keymap: "default".into(),
+            ..Config::default()
+        }
+    }
+
+    /// Where run locks go when `lock_dir` is not writable: `$XDG_STATE_HOME/opsdeck/locks`.
+    pub fn fallback_lock_dir(&self) -> PathBuf {
+        Environment::from_process()
+            .default_audit_log()
+            .with_file_name("locks")
+    }
+
     pub fn cluster(&self, name: &str) -> Option<&ClusterConfig> {
         self.clusters.iter().find(|c| c.name == name)
     }

@@ -33,7 +33,10 @@ impl std::fmt::Display for Holder {
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
     #[error("another run holds the lock of cluster {cluster}: {holder}")]
-    Held { cluster: String, holder: Holder },
+    Held {
+        cluster: String,
+        holder: Box<Holder>,
+    },
     #[error("cannot use the lock file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -109,7 +112,7 @@ pub fn acquire(dir: &Path, cluster: &str, holder: &Holder) -> Result<RunLock, Lo
             });
             return Err(LockError::Held {
                 cluster: cluster.to_string(),
-                holder,
+                holder: Box::new(holder),
             });
         }
         return Err(io(err));
