@@ -1,1 +1,3 @@
 //! The simulated fleet.
+pub mod seed;
+pub mod store;
