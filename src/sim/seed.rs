@@ -327,6 +327,13 @@ pub fn apps(env: Env) -> Vec<AppSpec> {
     v
 }
 
+/// A Job-owned workload (short-lived batch pods).
+pub fn job_app(ns: &str, name: &str) -> AppSpec {
+    let mut a = AppSpec::new(ns, name, WorkloadKind::Deployment, "ghcr.io/goapps/report-generator:v0.8.2").part_of("goapps", "batch");
+    a.ports = vec![("metrics", 9102)];
+    a
+}
+
 /// The filler workload that brings a cluster up to `SimOptions::pods`.
 pub fn filler_app(replicas: i32) -> AppSpec {
     AppSpec::new("load", "load-generator", WorkloadKind::Deployment, "ghcr.io/goapps/load-generator:v0.3.0")

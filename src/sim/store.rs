@@ -417,21 +417,20 @@ impl Store {
         (inner.rv, items)
     }
 
-    /// Events of `kind` after resourceVersion `since`.
-    pub fn events_since(&self, kind: &'static ResourceKind, since: u64) -> Since {
+    /// Events of `kind` after resourceVersion `since`, with the current resourceVersion.
+    pub fn events_since(&self, kind: &'static ResourceKind, since: u64) -> (Since, u64) {
         let inner = self.read();
         if since < inner.floor {
-            return Since::Expired;
+            return (Since::Expired, inner.rv);
         }
         let start = inner.history.partition_point(|e| e.rv <= since);
-        Since::Events(
-            inner
-                .history
-                .range(start..)
-                .filter(|e| e.kind.plural == kind.plural && e.kind.group == kind.group)
-                .cloned()
-                .collect(),
-        )
+        let events = inner
+            .history
+            .range(start..)
+            .filter(|e| e.kind.plural == kind.plural && e.kind.group == kind.group)
+            .cloned()
+            .collect();
+        (Since::Events(events), inner.rv)
     }
 
     /// Forgets the history: watches from any older resourceVersion get 410 Gone.
@@ -629,7 +628,7 @@ mod tests {
         store.put(&PODS, pod("a", "p1", "z"));
         assert!(store.delete(&PODS, "a", "p2"));
         assert_eq!(store.resource_version(), start + 3);
-        let Since::Events(evs) = store.events_since(&PODS, start) else {
+        let (Since::Events(evs), _) = store.events_since(&PODS, start) else {
             panic!("expired")
         };
         let types: Vec<_> = evs.iter().map(|e| e.event_type).collect();
@@ -638,7 +637,7 @@ mod tests {
             vec![EventType::Added, EventType::Modified, EventType::Deleted]
         );
         store.compact();
-        assert!(matches!(store.events_since(&PODS, start), Since::Expired));
+        assert!(matches!(store.events_since(&PODS, start).0, Since::Expired));
     }
 
     #[test]
@@ -648,8 +647,8 @@ mod tests {
         for i in 0..5 {
             store.put(&PODS, pod("a", &format!("p{i}"), "x"));
         }
-        assert!(matches!(store.events_since(&PODS, start), Since::Expired));
-        assert!(matches!(store.events_since(&PODS, start + 3), Since::Events(e) if e.len() == 2));
+        assert!(matches!(store.events_since(&PODS, start).0, Since::Expired));
+        assert!(matches!(store.events_since(&PODS, start + 3).0, Since::Events(e) if e.len() == 2));
     }
 
     #[test]
