@@ -249,9 +249,12 @@ impl SimCluster {
             .collect()
     }
 
-    /// Forgets the watch history: older resourceVersions get 410 Expired.
+    /// Forgets the watch history: every resourceVersion handed out so far gets 410
+    /// Expired. Open watches end, so clients notice at once (they reconnect from their
+    /// last resourceVersion, get 410 and re-list).
     pub fn compact_history(&self) {
         self.shared.store.compact();
+        self.shared.cut_streams();
     }
 
     /// The shared state, for endpoints added later (ArgoCD, PgBouncer, ...).

@@ -73,8 +73,8 @@ pub fn crash_lines(container: &str) -> Vec<String> {
     vec![
         format!(r#"{{"level":"info","ts":"{t}","service":"{container}","msg":"starting","version":"v1.9.0"}}"#),
         format!(r#"{{"level":"info","ts":"{t}","service":"{container}","msg":"connecting to database","host":"pgbouncer.database.svc.cluster.local","port":5432}}"#),
-        format!(r#"{{"level":"error","ts":"{t}","service":"{container}","msg":"database ping failed","error":"dial tcp 10.43.0.15:5432: connect: connection refused","attempt":3}}"#),
-        "panic: failed to connect to postgres: dial tcp 10.43.0.15:5432: connect: connection refused".to_string(),
+        format!(r#"{{"level":"error","ts":"{t}","service":"{container}","msg":"database ping failed","error":"dial tcp 10.43.0.14:5432: connect: connection refused","attempt":3}}"#),
+        "panic: failed to connect to postgres: dial tcp 10.43.0.14:5432: connect: connection refused".to_string(),
         String::new(),
         "goroutine 1 [running]:".to_string(),
         format!("main.main()\n\t/src/cmd/{container}/main.go:57 +0x2a5"),

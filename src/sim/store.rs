@@ -434,9 +434,11 @@ impl Store {
     }
 
     /// Forgets the history: watches from any older resourceVersion get 410 Gone.
+    /// The counter moves on by one, so every resourceVersion handed out so far is "old".
     pub fn compact(&self) {
         let mut inner = self.write();
         inner.history.clear();
+        inner.rv += 1;
         inner.floor = inner.rv;
     }
 
