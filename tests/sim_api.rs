@@ -121,7 +121,10 @@ async fn selectors_filter_lists() {
 }
 
 /// Next watcher event matching `want`, within [`WAIT`].
-async fn next_matching<S>(stream: &mut S, mut want: impl FnMut(&watcher::Event<Pod>) -> bool) -> watcher::Event<Pod>
+async fn next_matching<S>(
+    stream: &mut S,
+    mut want: impl FnMut(&watcher::Event<Pod>) -> bool,
+) -> watcher::Event<Pod>
 where
     S: futures::Stream<Item = Result<watcher::Event<Pod>, watcher::Error>> + Unpin,
 {
@@ -153,8 +156,17 @@ async fn watcher_sees_modification_and_deletion() {
             .insert("touched".into(), "yes".into());
     }));
     let ev = next_matching(&mut stream, |e| matches!(e, watcher::Event::Apply(p) if p.metadata.name.as_deref() == Some("postgres-0"))).await;
-    let watcher::Event::Apply(p) = ev else { unreachable!() };
-    assert_eq!(p.metadata.labels.unwrap_or_default().get("touched").map(String::as_str), Some("yes"));
+    let watcher::Event::Apply(p) = ev else {
+        unreachable!()
+    };
+    assert_eq!(
+        p.metadata
+            .labels
+            .unwrap_or_default()
+            .get("touched")
+            .map(String::as_str),
+        Some("yes")
+    );
 
     assert!(cluster.delete_pod("database", "postgres-0"));
     next_matching(&mut stream, |e| matches!(e, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("postgres-0"))).await;
@@ -184,7 +196,10 @@ async fn old_resource_version_gets_410_and_watcher_relists() {
         .expect("event in time")
         .expect("decodes")
         .expect("one event");
-    assert!(matches!(first, WatchEvent::Error(ref e) if e.code == 410), "got {first:?}");
+    assert!(
+        matches!(first, WatchEvent::Error(ref e) if e.code == 410),
+        "got {first:?}"
+    );
 
     // The watcher's stream was cut; it reconnects, gets 410, re-lists...
     next_matching(&mut stream, |e| matches!(e, watcher::Event::Init)).await;
@@ -209,20 +224,34 @@ async fn kill_refuses_and_restart_serves_same_url_and_state() {
     let cluster = fleet.cluster("production").expect("production");
     let url = cluster.url();
     let api: Api<Pod> = Api::all(client(cluster));
-    let before = api.list(&ListParams::default()).await.expect("list").items.len();
+    let before = api
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .len();
     let rv = cluster.resource_version();
 
     cluster.kill().await;
-    assert!(api.list(&ListParams::default()).await.is_err(), "killed server still answers");
+    assert!(
+        api.list(&ListParams::default()).await.is_err(),
+        "killed server still answers"
+    );
     cluster.restart().await.expect("restart");
     assert_eq!(cluster.url(), url);
-    let after = api.list(&ListParams::default()).await.expect("list after restart");
+    let after = api
+        .list(&ListParams::default())
+        .await
+        .expect("list after restart");
     assert_eq!(after.items.len(), before);
     assert_eq!(after.metadata.resource_version, Some(rv.to_string()));
 
     cluster.set_fault(Fault::Refuse);
     let fresh: Api<Pod> = Api::all(client(cluster));
-    assert!(fresh.list(&ListParams::default()).await.is_err(), "refusing server answers");
+    assert!(
+        fresh.list(&ListParams::default()).await.is_err(),
+        "refusing server answers"
+    );
     cluster.set_fault(Fault::None);
     assert!(fresh.list(&ListParams::default()).await.is_ok());
     fleet.shutdown().await;
@@ -235,7 +264,10 @@ async fn error500_fault_answers_500() {
     let api: Api<Pod> = Api::all(client(cluster));
     cluster.set_fault(Fault::Error500);
     let err = api.list(&ListParams::default()).await.expect_err("500");
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 500), "got {err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 500),
+        "got {err:?}"
+    );
     cluster.set_fault(Fault::None);
     assert!(api.list(&ListParams::default()).await.is_ok());
     fleet.shutdown().await;
@@ -247,7 +279,8 @@ async fn stall_fault_never_answers() {
     let cluster = fleet.cluster("staging").expect("staging");
     let api: Api<Pod> = Api::all(client(cluster));
     cluster.set_fault(Fault::Stall);
-    let res = tokio::time::timeout(Duration::from_millis(500), api.list(&ListParams::default())).await;
+    let res =
+        tokio::time::timeout(Duration::from_millis(500), api.list(&ListParams::default())).await;
     assert!(res.is_err(), "stalled server answered");
     cluster.set_fault(Fault::None);
     assert!(api.list(&ListParams::default()).await.is_ok());
@@ -256,9 +289,20 @@ async fn stall_fault_never_answers() {
 
 fn crashlooping(cluster: &SimCluster) -> Option<(String, i32)> {
     cluster.pods().into_iter().find_map(|p| {
-        let cs = p.status.as_ref()?.container_statuses.as_ref()?.first()?.clone();
+        let cs = p
+            .status
+            .as_ref()?
+            .container_statuses
+            .as_ref()?
+            .first()?
+            .clone();
         let waiting = cs.state.as_ref()?.waiting.as_ref()?.reason.clone()?;
-        (waiting == "CrashLoopBackOff").then(|| (p.metadata.name.clone().unwrap_or_default(), cs.restart_count))
+        (waiting == "CrashLoopBackOff").then(|| {
+            (
+                p.metadata.name.clone().unwrap_or_default(),
+                cs.restart_count,
+            )
+        })
     })
 }
 
@@ -281,15 +325,63 @@ async fn crashlooping_iam_pod_restarts_as_churn_runs() {
     assert_eq!(prod.pods().len(), pods_before + 1);
     // Deployment status stays consistent with its pods.
     let deps: Api<Deployment> = Api::all(client(prod));
-    for d in deps.list(&ListParams::default()).await.expect("deployments").items {
+    for d in deps
+        .list(&ListParams::default())
+        .await
+        .expect("deployments")
+        .items
+    {
         let ns = d.metadata.namespace.clone().unwrap_or_default();
         let dname = d.metadata.name.clone().unwrap_or_default();
         let pods = prod
             .pods()
             .into_iter()
-            .filter(|p| p.metadata.namespace.as_deref() == Some(&ns) && p.metadata.labels.as_ref().and_then(|l| l.get("app.kubernetes.io/instance")) == Some(&dname))
+            .filter(|p| {
+                p.metadata.namespace.as_deref() == Some(&ns)
+                    && p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get("app.kubernetes.io/instance"))
+                        == Some(&dname)
+            })
             .count() as i32;
-        assert_eq!(d.status.and_then(|s| s.replicas), Some(pods), "{ns}/{dname}");
+        assert_eq!(
+            d.status.and_then(|s| s.replicas),
+            Some(pods),
+            "{ns}/{dname}"
+        );
     }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn five_thousand_pods_per_cluster() {
+    let fleet = fleet(5000).await;
+    for c in fleet.clusters() {
+        let api: Api<Pod> = Api::all(client(c));
+        let list = api.list(&ListParams::default()).await.expect("list");
+        assert_eq!(list.items.len(), 5000, "{}", c.name());
+    }
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn drop_watches_ends_open_watch_streams() {
+    let fleet = fleet(0).await;
+    let cluster = fleet.cluster("staging").expect("staging");
+    let api: Api<Pod> = Api::all(client(cluster));
+    let rv = cluster.resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(290), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    cluster.set_fault(Fault::DropWatches);
+    let end = tokio::time::timeout(WAIT, async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
+    .await;
+    assert!(end.is_ok(), "watch stream stayed open");
+    cluster.set_fault(Fault::None);
     fleet.shutdown().await;
 }

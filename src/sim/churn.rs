@@ -51,7 +51,10 @@ impl ChurnState {
             .list(&store::PODS, None)
             .1
             .iter()
-            .find(|p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+            .find(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CrashLoopBackOff"
+            })
             .and_then(|p| {
                 Some((
                     p["metadata"]["namespace"].as_str()?.to_string(),
@@ -92,7 +95,7 @@ fn tick(shared: &ClusterShared) {
     let mut st = lock(shared);
     st.tick += 1;
     let t = st.tick;
-    if t % CRASH_EVERY == 0 {
+    if t.is_multiple_of(CRASH_EVERY) {
         crash_restart(shared, &st);
     } else if t % CRASH_EVERY == 3 {
         crash_fail(shared, &st);
@@ -145,7 +148,9 @@ fn modify(shared: &ClusterShared, ns: &str, name: &str, f: impl FnOnce(&mut Valu
 }
 
 fn crash_restart(shared: &ClusterShared, st: &ChurnState) {
-    let Some((ns, name)) = &st.crash_pod else { return };
+    let Some((ns, name)) = &st.crash_pod else {
+        return;
+    };
     modify(shared, ns, name, |p| {
         let cs = &mut p["status"]["containerStatuses"][0];
         let n = cs["restartCount"].as_i64().unwrap_or(0) + 1;
@@ -153,17 +158,29 @@ fn crash_restart(shared: &ClusterShared, st: &ChurnState) {
         cs["state"] = json!({"running": {"startedAt": now_rfc3339()}});
         cs["started"] = json!(true);
         cs["ready"] = json!(false);
-        cs["containerID"] = json!(format!("containerd://{:016x}{:048x}", seed::hash64(&format!("{name}{n}")), n));
+        cs["containerID"] = json!(format!(
+            "containerd://{:016x}{:048x}",
+            seed::hash64(&format!("{name}{n}")),
+            n
+        ));
     });
 }
 
 fn crash_fail(shared: &ClusterShared, st: &ChurnState) {
-    let Some((ns, name)) = &st.crash_pod else { return };
+    let Some((ns, name)) = &st.crash_pod else {
+        return;
+    };
     modify(shared, ns, name, |p| {
-        let container = p["spec"]["containers"][0]["name"].as_str().unwrap_or("app").to_string();
+        let container = p["spec"]["containers"][0]["name"]
+            .as_str()
+            .unwrap_or("app")
+            .to_string();
         let uid = p["metadata"]["uid"].as_str().unwrap_or("").to_string();
         let cs = &mut p["status"]["containerStatuses"][0];
-        let started = cs["state"]["running"]["startedAt"].as_str().map(str::to_string).unwrap_or_else(now_rfc3339);
+        let started = cs["state"]["running"]["startedAt"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(now_rfc3339);
         cs["lastState"] = json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": started, "finishedAt": now_rfc3339(), "containerID": cs["containerID"].clone()}});
         cs["state"] = json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 5m0s restarting failed container={container} pod={name}_{ns}({uid})")}});
         cs["started"] = json!(false);
@@ -172,9 +189,10 @@ fn crash_fail(shared: &ClusterShared, st: &ChurnState) {
 }
 
 fn pod_ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn app_pods(shared: &ClusterShared, app: &AppSpec) -> Vec<Arc<Value>> {
@@ -202,18 +220,46 @@ fn rollout_begin(shared: &ClusterShared, st: &mut ChurnState) {
         let Some(old) = pods[0]["metadata"]["name"].as_str().map(str::to_string) else {
             continue;
         };
-        st.serial += 1;
+        let mut name;
+        loop {
+            st.serial += 1;
+            name = format!(
+                "{}-{}",
+                app.replicaset_name(),
+                seed::name_suffix(&format!(
+                    "{}/{}/churn{}",
+                    shared.env.name(),
+                    app.name,
+                    st.serial
+                ))
+            );
+            if shared
+                .store
+                .get(&store::PODS, &app.namespace, &name)
+                .is_none()
+            {
+                break;
+            }
+        }
         st.next_ip += 1;
         let at = PodPlacement {
-            name: format!("{}-{}", app.replicaset_name(), seed::name_suffix(&format!("{}/{}/churn{}", shared.env.name(), app.name, st.serial))),
+            name,
             owner_kind: "ReplicaSet",
             owner_name: app.replicaset_name(),
             ip: seed::pod_ip(st.next_ip),
             age_s: 0,
         };
-        shared.store.put(&store::PODS, seed::build_pod(shared.env, app, &at, PodState::ContainerCreating));
+        shared.store.put(
+            &store::PODS,
+            seed::build_pod(shared.env, app, &at, PodState::ContainerCreating),
+        );
         st.next_app = i + 1;
-        st.rollout = Some(Rollout { app: i, old, new: at, started: st.tick });
+        st.rollout = Some(Rollout {
+            app: i,
+            old,
+            new: at,
+            started: st.tick,
+        });
         recompute(shared, &st.apps[i]);
         return;
     }
@@ -223,8 +269,17 @@ fn rollout_ready(shared: &ClusterShared, st: &ChurnState) {
     let Some(r) = &st.rollout else { return };
     let app = &st.apps[r.app];
     let age = (st.tick.saturating_sub(r.started)) as i64;
-    let at = PodPlacement { name: r.new.name.clone(), owner_kind: r.new.owner_kind, owner_name: r.new.owner_name.clone(), ip: r.new.ip.clone(), age_s: age };
-    shared.store.put(&store::PODS, seed::build_pod(shared.env, app, &at, PodState::Running));
+    let at = PodPlacement {
+        name: r.new.name.clone(),
+        owner_kind: r.new.owner_kind,
+        owner_name: r.new.owner_name.clone(),
+        ip: r.new.ip.clone(),
+        age_s: age,
+    };
+    shared.store.put(
+        &store::PODS,
+        seed::build_pod(shared.env, app, &at, PodState::Running),
+    );
     recompute(shared, app);
 }
 
@@ -240,7 +295,10 @@ fn recompute(shared: &ClusterShared, app: &AppSpec) {
     let pods = app_pods(shared, app);
     let total = pods.len() as i64;
     let ready = pods.iter().filter(|p| pod_ready(p)).count() as i64;
-    if let Some(dep) = shared.store.get(&store::DEPLOYMENTS, &app.namespace, &app.name) {
+    if let Some(dep) = shared
+        .store
+        .get(&store::DEPLOYMENTS, &app.namespace, &app.name)
+    {
         let mut d = (*dep).clone();
         let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
         let s = &mut d["status"];
@@ -253,13 +311,24 @@ fn recompute(shared: &ClusterShared, app: &AppSpec) {
             for c in conds.iter_mut().filter(|c| c["type"] == "Available") {
                 let ok = ready >= desired;
                 c["status"] = json!(if ok { "True" } else { "False" });
-                c["reason"] = json!(if ok { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" });
-                c["message"] = json!(if ok { "Deployment has minimum availability." } else { "Deployment does not have minimum availability." });
+                c["reason"] = json!(if ok {
+                    "MinimumReplicasAvailable"
+                } else {
+                    "MinimumReplicasUnavailable"
+                });
+                c["message"] = json!(if ok {
+                    "Deployment has minimum availability."
+                } else {
+                    "Deployment does not have minimum availability."
+                });
             }
         }
         shared.store.put(&store::DEPLOYMENTS, d);
     }
-    if let Some(rs) = shared.store.get(&store::REPLICASETS, &app.namespace, &app.replicaset_name()) {
+    if let Some(rs) = shared
+        .store
+        .get(&store::REPLICASETS, &app.namespace, &app.replicaset_name())
+    {
         let mut r = (*rs).clone();
         r["status"]["replicas"] = json!(total);
         r["status"]["fullyLabeledReplicas"] = json!(total);
@@ -294,15 +363,23 @@ fn pending_create(shared: &ClusterShared, st: &mut ChurnState) {
         ip: seed::pod_ip(st.next_ip),
         age_s: 0,
     };
-    shared.store.put(&store::PODS, pending_pod(shared, &at, PodState::Unscheduled));
+    shared.store.put(
+        &store::PODS,
+        pending_pod(shared, &at, PodState::Unscheduled),
+    );
     st.last_pending = Some((shared.env.app_namespace().to_string(), at.name.clone()));
-    st.pending = Some(PendingPod { at, started: st.tick });
+    st.pending = Some(PendingPod {
+        at,
+        started: st.tick,
+    });
 }
 
 fn pending_advance(shared: &ClusterShared, st: &mut ChurnState, state: PodState) {
     let Some(p) = &mut st.pending else { return };
     p.at.age_s = (st.tick.saturating_sub(p.started)) as i64;
-    shared.store.put(&store::PODS, pending_pod(shared, &p.at, state));
+    shared
+        .store
+        .put(&store::PODS, pending_pod(shared, &p.at, state));
     if state == PodState::Running {
         st.pending = None;
     }

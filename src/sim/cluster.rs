@@ -63,7 +63,11 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 impl SimCluster {
-    pub(crate) async fn start(env: Env, min_pods: usize, churn: bool) -> anyhow::Result<SimCluster> {
+    pub(crate) async fn start(
+        env: Env,
+        min_pods: usize,
+        churn: bool,
+    ) -> anyhow::Result<SimCluster> {
         let store = Store::new(env.tag(), HISTORY);
         let seeded = seed::seed(env, &store, min_pods);
         let (cut, _) = watch::channel(0);
@@ -151,7 +155,10 @@ impl SimCluster {
     pub async fn kill(&self) {
         if let Some(task) = self.stop_now() {
             let abort = task.abort_handle();
-            if tokio::time::timeout(Duration::from_secs(2), task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), task)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
@@ -167,8 +174,9 @@ impl SimCluster {
         if running {
             return Ok(());
         }
-        let listener = bind(self.addr)
-            .map_err(|e| anyhow::anyhow!("rebinding {} for cluster {}: {e}", self.addr, self.name()))?;
+        let listener = bind(self.addr).map_err(|e| {
+            anyhow::anyhow!("rebinding {} for cluster {}: {e}", self.addr, self.name())
+        })?;
         self.serve(listener);
         Ok(())
     }
@@ -263,7 +271,12 @@ impl SimCluster {
     }
 
     pub(crate) async fn shutdown(&self) {
-        if let Some(t) = self.churn_task.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(t) = self
+            .churn_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             t.abort();
         }
         self.kill().await;

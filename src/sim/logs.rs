@@ -55,12 +55,15 @@ pub fn line(container: &str, seq: u64, offset_s: i64) -> String {
             h % 900,
             h % 50
         ),
-        "redis" => format!("1:M {t} * {} changes in 60 seconds. Saving... (no persistence configured)", h % 50),
+        "redis" => format!(
+            "1:M {t} * {} changes in 60 seconds. Saving... (no persistence configured)",
+            h % 50
+        ),
         _ => format!(
             r#"{{"level":"info","ts":"{t}","service":"{container}","msg":"request handled","method":"{}","path":"{}","status":{},"duration_ms":{},"trace_id":"{:016x}"}}"#,
-            if h % 3 == 0 { "POST" } else { "GET" },
+            if h.is_multiple_of(3) { "POST" } else { "GET" },
             PATHS[(h % PATHS.len() as u64) as usize],
-            if h % 17 == 0 { 404 } else { 200 },
+            if h.is_multiple_of(17) { 404 } else { 200 },
             h % 250,
             h
         ),
@@ -89,7 +92,9 @@ pub fn snapshot(pod: &Value, container: &str, previous: bool, tail: Option<usize
         let _ = previous;
         crash_lines(container)
     } else {
-        (0..40u64).map(|i| line(container, i, 400 - i as i64 * 10)).collect()
+        (0..40u64)
+            .map(|i| line(container, i, 400 - i as i64 * 10))
+            .collect()
     };
     if let Some(n) = tail {
         let skip = lines.len().saturating_sub(n);

@@ -158,7 +158,8 @@ fn toml_str(s: &str) -> String {
 
 fn config_text(dir: &Path, kubeconfig: &Path) -> String {
     let kc = toml_str(&kubeconfig.display().to_string());
-    let mut out = String::from("# opsdeck config for the simulated fleet, written by `opsdeck sim`.\n");
+    let mut out =
+        String::from("# opsdeck config for the simulated fleet, written by `opsdeck sim`.\n");
     out.push_str(&format!(
         "audit_log = {}\nlock_dir = {}\n",
         toml_str(&dir.join("audit.jsonl").display().to_string()),
@@ -205,15 +206,25 @@ mod tests {
 
     #[tokio::test]
     async fn fleet_writes_config_and_kubeconfig() {
-        let fleet = Fleet::start(SimOptions { pods: 0, churn: false }).await.expect("fleet");
+        let fleet = Fleet::start(SimOptions {
+            pods: 0,
+            churn: false,
+        })
+        .await
+        .expect("fleet");
         let cfg = std::fs::read_to_string(fleet.config_path()).expect("config");
         let parsed: toml::Value = toml::from_str(&cfg).expect("valid toml");
         let clusters = parsed["cluster"].as_array().expect("clusters");
         assert_eq!(clusters.len(), 2);
         assert_eq!(clusters[1]["protected"].as_bool(), Some(true));
-        assert_eq!(clusters[0]["app_namespace"].as_str(), Some("goapps-staging"));
-        let kc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(fleet.kubeconfig_path()).expect("kubeconfig")).expect("json");
+        assert_eq!(
+            clusters[0]["app_namespace"].as_str(),
+            Some("goapps-staging")
+        );
+        let kc: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fleet.kubeconfig_path()).expect("kubeconfig"),
+        )
+        .expect("json");
         assert_eq!(kc["contexts"].as_array().map(Vec::len), Some(2));
         let dir = fleet.dir().to_path_buf();
         fleet.shutdown().await;

@@ -8,8 +8,8 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use k8s_openapi::api::core::v1::Pod;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use super::store::{self, ResourceKind, Store};
@@ -68,7 +68,9 @@ pub enum WorkloadKind {
 pub enum PodState {
     Running,
     /// Restarting: last terminated with Error, now waiting in CrashLoopBackOff.
-    CrashLoop { restarts: i32 },
+    CrashLoop {
+        restarts: i32,
+    },
     ImagePullBackOff,
     /// Not yet scheduled.
     Unscheduled,
@@ -76,6 +78,9 @@ pub enum PodState {
     ContainerCreating,
     Succeeded,
 }
+
+/// A Service: name, type, and ports as (port name, port, targetPort).
+pub type ServiceSpec = (String, &'static str, Vec<(&'static str, i32, i32)>);
 
 /// One workload of the fleet and everything needed to build its pods.
 #[derive(Debug, Clone)]
@@ -91,7 +96,7 @@ pub struct AppSpec {
     /// Extra volumes (JSON `Volume`s) and their mount paths.
     pub volumes: Vec<(Value, &'static str)>,
     /// Service: (name, type, [(port name, port, targetPort)]).
-    pub service: Option<(String, &'static str, Vec<(&'static str, i32, i32)>)>,
+    pub service: Option<ServiceSpec>,
     pub cpu: &'static str,
     pub memory: &'static str,
     pub pod_template_hash: String,
@@ -180,6 +185,19 @@ pub fn template_hash(seed: &str) -> String {
 /// A 5-character pod name suffix like `x2k9p`.
 pub fn name_suffix(seed: &str) -> String {
     encode(hash64(seed), 5)
+}
+
+/// The 5-character suffix of replica `i` of a workload: distinct for every `i` below
+/// 27^5 (a bijection of `i`), so thousands of filler pods never collide.
+pub fn replica_suffix(seed: &str, i: usize) -> String {
+    const SPACE: u64 = 27 * 27 * 27 * 27 * 27;
+    let mut n = (hash64(seed) % SPACE + (i as u64 % SPACE) * 7_654_321) % SPACE;
+    let mut out = String::with_capacity(5);
+    for _ in 0..5 {
+        out.push(ALNUM[(n % 27) as usize] as char);
+        n /= 27;
+    }
+    out
 }
 
 /// A uid derived from a name, stable across runs.
@@ -329,21 +347,37 @@ pub fn apps(env: Env) -> Vec<AppSpec> {
 
 /// A Job-owned workload (short-lived batch pods).
 pub fn job_app(ns: &str, name: &str) -> AppSpec {
-    let mut a = AppSpec::new(ns, name, WorkloadKind::Deployment, "ghcr.io/goapps/report-generator:v0.8.2").part_of("goapps", "batch");
+    let mut a = AppSpec::new(
+        ns,
+        name,
+        WorkloadKind::Deployment,
+        "ghcr.io/goapps/report-generator:v0.8.2",
+    )
+    .part_of("goapps", "batch");
     a.ports = vec![("metrics", 9102)];
     a
 }
 
 /// The filler workload that brings a cluster up to `SimOptions::pods`.
 pub fn filler_app(replicas: i32) -> AppSpec {
-    AppSpec::new("load", "load-generator", WorkloadKind::Deployment, "ghcr.io/goapps/load-generator:v0.3.0")
-        .replicas(replicas)
-        .ports(&[("http", 8080), ("metrics", 8090)])
-        .part_of("load", "worker")
+    AppSpec::new(
+        "load",
+        "load-generator",
+        WorkloadKind::Deployment,
+        "ghcr.io/goapps/load-generator:v0.3.0",
+    )
+    .replicas(replicas)
+    .ports(&[("http", 8080), ("metrics", 8090)])
+    .part_of("load", "worker")
 }
 
 fn env_vars(env: Env, app: &AppSpec) -> Value {
-    let port = |i: usize| app.ports.get(i).map(|p| p.1.to_string()).unwrap_or_else(|| "8080".into());
+    let port = |i: usize| {
+        app.ports
+            .get(i)
+            .map(|p| p.1.to_string())
+            .unwrap_or_else(|| "8080".into())
+    };
     json!([
         {"name": "APP_ENV", "value": env.name()},
         {"name": "APP_NAME", "value": app.name},
@@ -416,7 +450,8 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
     match app.kind {
         WorkloadKind::Deployment => labels["pod-template-hash"] = json!(app.pod_template_hash),
         WorkloadKind::StatefulSet => {
-            labels["controller-revision-hash"] = json!(format!("{}-{}", app.name, &app.pod_template_hash[..8]));
+            labels["controller-revision-hash"] =
+                json!(format!("{}-{}", app.name, &app.pod_template_hash[..8]));
             labels["statefulset.kubernetes.io/pod-name"] = json!(at.name);
         }
         WorkloadKind::DaemonSet => {
@@ -424,8 +459,18 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
             labels["pod-template-generation"] = json!("1");
         }
     }
-    let owner_uid = uid(&format!("{}/{}/{}/{}", env.name(), at.owner_kind, app.namespace, at.owner_name));
-    let owner_api = if at.owner_kind == "Job" { "batch/v1" } else { "apps/v1" };
+    let owner_uid = uid(&format!(
+        "{}/{}/{}/{}",
+        env.name(),
+        at.owner_kind,
+        app.namespace,
+        at.owner_name
+    ));
+    let owner_api = if at.owner_kind == "Job" {
+        "batch/v1"
+    } else {
+        "apps/v1"
+    };
     let ports: Vec<Value> = app
         .ports
         .iter()
@@ -451,48 +496,78 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
         mounts.push(json!({"name": vol["name"], "mountPath": path}));
     }
     let image = app.image.clone();
-    let cid = container_id(&format!("{}/{}", at.name, match state { PodState::CrashLoop { restarts } => restarts, _ => 0 }));
+    let cid = container_id(&format!(
+        "{}/{}",
+        at.name,
+        match state {
+            PodState::CrashLoop { restarts } => restarts,
+            _ => 0,
+        }
+    ));
     let scheduled = !matches!(state, PodState::Unscheduled);
-    let (phase, ready, container_state, last_state, restarts, started_flag, ready_reason) = match state {
-        PodState::Running => ("Running", true, json!({"running": {"startedAt": started}}), json!({}), 0, Some(true), None),
-        PodState::CrashLoop { restarts } => (
-            "Running",
-            false,
-            json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 5m0s restarting failed container={} pod={}_{}({})", app.name, at.name, app.namespace, uid(&at.name))}}),
-            json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": ago(40), "finishedAt": ago(38), "containerID": container_id(&format!("{}/{}", at.name, restarts - 1))}}),
-            restarts,
-            Some(false),
-            Some("ContainersNotReady"),
-        ),
-        PodState::ImagePullBackOff => (
-            "Pending",
-            false,
-            json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{image}\": ErrImagePull: failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found")}}),
-            json!({}),
-            0,
-            Some(false),
-            Some("ContainersNotReady"),
-        ),
-        PodState::ContainerCreating => ("Pending", false, json!({"waiting": {"reason": "ContainerCreating"}}), json!({}), 0, Some(false), Some("ContainersNotReady")),
-        PodState::Unscheduled => ("Pending", false, Value::Null, Value::Null, 0, None, None),
-        PodState::Succeeded => (
-            "Succeeded",
-            false,
-            json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": ago((at.age_s - 60).max(0)), "containerID": cid}}),
-            json!({}),
-            0,
-            Some(false),
-            Some("PodCompleted"),
-        ),
-    };
-    let running = matches!(state, PodState::Running | PodState::CrashLoop { .. } | PodState::Succeeded);
-    let mut conditions = vec![json!({"type": "PodScheduled", "status": if scheduled {"True"} else {"False"}, "lastTransitionTime": created,
+    let (phase, ready, container_state, last_state, restarts, started_flag, ready_reason) =
+        match state {
+            PodState::Running => (
+                "Running",
+                true,
+                json!({"running": {"startedAt": started}}),
+                json!({}),
+                0,
+                Some(true),
+                None,
+            ),
+            PodState::CrashLoop { restarts } => (
+                "Running",
+                false,
+                json!({"waiting": {"reason": "CrashLoopBackOff", "message": format!("back-off 5m0s restarting failed container={} pod={}_{}({})", app.name, at.name, app.namespace, uid(&at.name))}}),
+                json!({"terminated": {"exitCode": 1, "reason": "Error", "startedAt": ago(40), "finishedAt": ago(38), "containerID": container_id(&format!("{}/{}", at.name, restarts - 1))}}),
+                restarts,
+                Some(false),
+                Some("ContainersNotReady"),
+            ),
+            PodState::ImagePullBackOff => (
+                "Pending",
+                false,
+                json!({"waiting": {"reason": "ImagePullBackOff", "message": format!("Back-off pulling image \"{image}\": ErrImagePull: failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found")}}),
+                json!({}),
+                0,
+                Some(false),
+                Some("ContainersNotReady"),
+            ),
+            PodState::ContainerCreating => (
+                "Pending",
+                false,
+                json!({"waiting": {"reason": "ContainerCreating"}}),
+                json!({}),
+                0,
+                Some(false),
+                Some("ContainersNotReady"),
+            ),
+            PodState::Unscheduled => ("Pending", false, Value::Null, Value::Null, 0, None, None),
+            PodState::Succeeded => (
+                "Succeeded",
+                false,
+                json!({"terminated": {"exitCode": 0, "reason": "Completed", "startedAt": started, "finishedAt": ago((at.age_s - 60).max(0)), "containerID": cid}}),
+                json!({}),
+                0,
+                Some(false),
+                Some("PodCompleted"),
+            ),
+        };
+    let running = matches!(
+        state,
+        PodState::Running | PodState::CrashLoop { .. } | PodState::Succeeded
+    );
+    let mut conditions = vec![
+        json!({"type": "PodScheduled", "status": if scheduled {"True"} else {"False"}, "lastTransitionTime": created,
         "reason": if scheduled { Value::Null } else { json!("Unschedulable") },
-        "message": if scheduled { Value::Null } else { json!("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.") }})];
+        "message": if scheduled { Value::Null } else { json!("0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.") }}),
+    ];
     if scheduled {
         let rs = if ready { "True" } else { "False" };
         conditions.push(json!({"type": "PodReadyToStartContainers", "status": if matches!(state, PodState::ContainerCreating) {"False"} else {"True"}, "lastTransitionTime": started}));
-        conditions.push(json!({"type": "Initialized", "status": "True", "lastTransitionTime": created}));
+        conditions
+            .push(json!({"type": "Initialized", "status": "True", "lastTransitionTime": created}));
         conditions.push(json!({"type": "ContainersReady", "status": rs, "lastTransitionTime": started, "reason": ready_reason}));
         conditions.push(json!({"type": "Ready", "status": rs, "lastTransitionTime": started, "reason": ready_reason}));
     }
@@ -602,18 +677,32 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
 pub fn placement(env: Env, app: &AppSpec, i: usize, ip_index: usize, age_s: i64) -> PodPlacement {
     let (name, owner_kind, owner_name) = match app.kind {
         WorkloadKind::Deployment => (
-            format!("{}-{}", app.replicaset_name(), name_suffix(&format!("{}/{}/{i}", env.name(), app.name))),
+            format!(
+                "{}-{}",
+                app.replicaset_name(),
+                replica_suffix(&format!("{}/{}", env.name(), app.name), i)
+            ),
             "ReplicaSet",
             app.replicaset_name(),
         ),
         WorkloadKind::StatefulSet => (format!("{}-{i}", app.name), "StatefulSet", app.name.clone()),
         WorkloadKind::DaemonSet => (
-            format!("{}-{}", app.name, name_suffix(&format!("{}/{}/{i}", env.name(), app.name))),
+            format!(
+                "{}-{}",
+                app.name,
+                name_suffix(&format!("{}/{}/{i}", env.name(), app.name))
+            ),
             "DaemonSet",
             app.name.clone(),
         ),
     };
-    PodPlacement { name, owner_kind, owner_name, ip: pod_ip(ip_index), age_s }
+    PodPlacement {
+        name,
+        owner_kind,
+        owner_name,
+        ip: pod_ip(ip_index),
+        age_s,
+    }
 }
 
 fn meta(env: Env, kind: &str, ns: &str, name: &str, labels: Value, age_s: i64) -> Value {
@@ -626,7 +715,12 @@ fn meta(env: Env, kind: &str, ns: &str, name: &str, labels: Value, age_s: i64) -
 
 /// The workload objects (Deployment/ReplicaSet, StatefulSet, DaemonSet) of `app`, with
 /// status reflecting `ready` ready pods of `total`.
-pub fn workload_objects(env: Env, app: &AppSpec, total: i32, ready: i32) -> Vec<(&'static ResourceKind, Value)> {
+pub fn workload_objects(
+    env: Env,
+    app: &AppSpec,
+    total: i32,
+    ready: i32,
+) -> Vec<(&'static ResourceKind, Value)> {
     use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
     let age = 86_400 * 23;
     let labels = json!({"app.kubernetes.io/name": app.name, "app.kubernetes.io/instance": app.name, "app.kubernetes.io/part-of": app.part_of, "app.kubernetes.io/managed-by": "argocd"});
@@ -637,11 +731,20 @@ pub fn workload_objects(env: Env, app: &AppSpec, total: i32, ready: i32) -> Vec<
     let mut out = Vec::new();
     match app.kind {
         WorkloadKind::Deployment => {
-            let mut dm = meta(env, "Deployment", &app.namespace, &app.name, labels.clone(), age);
+            let mut dm = meta(
+                env,
+                "Deployment",
+                &app.namespace,
+                &app.name,
+                labels.clone(),
+                age,
+            );
             dm["annotations"] = json!({"deployment.kubernetes.io/revision": "3", "argocd.argoproj.io/tracking-id": format!("{}-{}:apps/Deployment:{}/{}", app.name, env.name(), app.namespace, app.name)});
             dm["generation"] = json!(3);
             let available = ready;
-            let mut conds = vec![json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{}\" has successfully progressed.", app.replicaset_name()), "lastUpdateTime": ago(age), "lastTransitionTime": ago(age)})];
+            let mut conds = vec![
+                json!({"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable", "message": format!("ReplicaSet \"{}\" has successfully progressed.", app.replicaset_name()), "lastUpdateTime": ago(age), "lastTransitionTime": ago(age)}),
+            ];
             conds.insert(0, if available >= app.replicas {
                 json!({"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable", "message": "Deployment has minimum availability.", "lastUpdateTime": ago(3600), "lastTransitionTime": ago(3600)})
             } else {
@@ -657,7 +760,14 @@ pub fn workload_objects(env: Env, app: &AppSpec, total: i32, ready: i32) -> Vec<
             out.push((&store::DEPLOYMENTS, typed::<Deployment>(dep)));
             let mut rl = app.selector();
             rl["pod-template-hash"] = json!(app.pod_template_hash);
-            let mut rm = meta(env, "ReplicaSet", &app.namespace, &app.replicaset_name(), rl.clone(), age);
+            let mut rm = meta(
+                env,
+                "ReplicaSet",
+                &app.namespace,
+                &app.replicaset_name(),
+                rl.clone(),
+                age,
+            );
             rm["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": app.name, "uid": uid(&format!("{}/Deployment/{}/{}", env.name(), app.namespace, app.name)), "controller": true, "blockOwnerDeletion": true}]);
             rm["annotations"] = json!({"deployment.kubernetes.io/desired-replicas": app.replicas.to_string(), "deployment.kubernetes.io/max-replicas": (app.replicas + 1).to_string(), "deployment.kubernetes.io/revision": "3"});
             let mut rtemplate = template.clone();
@@ -699,10 +809,17 @@ fn node(env: Env) -> Value {
     };
     let hb = ago(12);
     let cond = |t: &str, s: &str, r: &str, m: &str| json!({"type": t, "status": s, "reason": r, "message": m, "lastHeartbeatTime": hb, "lastTransitionTime": ago(86_400 * 40)});
-    let mut m = meta(env, "Node", "", env.node(), json!({
-        "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": env.node(),
-        "kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true", "node.kubernetes.io/instance-type": "k3s"
-    }), 86_400 * 40);
+    let mut m = meta(
+        env,
+        "Node",
+        "",
+        env.node(),
+        json!({
+            "beta.kubernetes.io/arch": "amd64", "beta.kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64", "kubernetes.io/hostname": env.node(),
+            "kubernetes.io/os": "linux", "node-role.kubernetes.io/control-plane": "true", "node-role.kubernetes.io/master": "true", "node.kubernetes.io/instance-type": "k3s"
+        }),
+        86_400 * 40,
+    );
     m["annotations"] = json!({"k3s.io/node-args": "[\"server\",\"--disable\",\"traefik\"]", "node.alpha.kubernetes.io/ttl": "0", "volumes.kubernetes.io/controller-managed-attach-detach": "true"});
     typed::<Node>(json!({
         "metadata": m,
@@ -753,7 +870,14 @@ fn service(env: Env, app: &AppSpec, idx: usize) -> Option<Value> {
 
 fn pvc(env: Env, ns: &str, name: &str, size: &str) -> Value {
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-    let mut m = meta(env, "PersistentVolumeClaim", ns, name, json!({"app.kubernetes.io/name": name}), 86_400 * 40);
+    let mut m = meta(
+        env,
+        "PersistentVolumeClaim",
+        ns,
+        name,
+        json!({"app.kubernetes.io/name": name}),
+        86_400 * 40,
+    );
     m["annotations"] = json!({"pv.kubernetes.io/bind-completed": "yes", "volume.kubernetes.io/selected-node": env.node(), "volume.kubernetes.io/storage-provisioner": "rancher.io/local-path"});
     m["finalizers"] = json!(["kubernetes.io/pvc-protection"]);
     typed::<PersistentVolumeClaim>(json!({
@@ -764,9 +888,15 @@ fn pvc(env: Env, ns: &str, name: &str, size: &str) -> Value {
     }))
 }
 
-fn backups(env: Env, apps_out: &mut Vec<(&'static ResourceKind, Value)>, pods: &mut Vec<Value>, ip_index: &mut usize) {
+fn backups(
+    env: Env,
+    apps_out: &mut Vec<(&'static ResourceKind, Value)>,
+    pods: &mut Vec<Value>,
+    ip_index: &mut usize,
+) {
     use k8s_openapi::api::batch::v1::{CronJob, Job};
-    let now = jiff::Zoned::now().with_time_zone(jiff::tz::TimeZone::get("Asia/Jakarta").unwrap_or(jiff::tz::TimeZone::UTC));
+    let now = jiff::Zoned::now()
+        .with_time_zone(jiff::tz::TimeZone::get("Asia/Jakarta").unwrap_or(jiff::tz::TimeZone::UTC));
     let backup_dir = match env {
         Env::Staging => "/mnt/stgapps-backup/postgres",
         Env::Production => "/mnt/goapps-backup/postgres",
@@ -775,7 +905,9 @@ fn backups(env: Env, apps_out: &mut Vec<(&'static ResourceKind, Value)>, pods: &
         let name = format!("postgres-backup-{suffix}");
         // Most recent past run of this schedule.
         let today = now.date().at(hour, 0, 0, 0);
-        let mut last = today.to_zoned(now.time_zone().clone()).unwrap_or_else(|_| now.clone());
+        let mut last = today
+            .to_zoned(now.time_zone().clone())
+            .unwrap_or_else(|_| now.clone());
         if last > now {
             last = last.checked_sub(jiff::Span::new().days(1)).unwrap_or(last);
         }
@@ -808,7 +940,13 @@ fn backups(env: Env, apps_out: &mut Vec<(&'static ResourceKind, Value)>, pods: &
                                {"type": "Complete", "status": "True", "lastProbeTime": ago(age_s - 94), "lastTransitionTime": ago(age_s - 94)}]}
         });
         apps_out.push((&store::JOBS, typed::<Job>(job)));
-        let mut app = AppSpec::new("database", "postgres-backup", WorkloadKind::Deployment, "docker.io/library/postgres:18.1").part_of("database", "backup");
+        let mut app = AppSpec::new(
+            "database",
+            "postgres-backup",
+            WorkloadKind::Deployment,
+            "docker.io/library/postgres:18.1",
+        )
+        .part_of("database", "backup");
         app.ports = Vec::new();
         let at = PodPlacement {
             name: format!("{job_name}-{}", name_suffix(&job_name)),
@@ -844,7 +982,19 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
     if min_pods > base {
         apps.push(filler_app((min_pods - base) as i32));
     }
-    let mut namespaces: Vec<&str> = vec![env.app_namespace(), "database", "minio", "monitoring", "argocd", "observability", "ingress-nginx", "kube-system", "default", "kube-public", "kube-node-lease"];
+    let mut namespaces: Vec<&str> = vec![
+        env.app_namespace(),
+        "database",
+        "minio",
+        "monitoring",
+        "argocd",
+        "observability",
+        "ingress-nginx",
+        "kube-system",
+        "default",
+        "kube-public",
+        "kube-node-lease",
+    ];
     if min_pods > base {
         namespaces.push("load");
     }
@@ -868,7 +1018,12 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         let mut ready = 0;
         let filler = app.namespace == "load";
         let template = if filler {
-            Some(build_pod(env, app, &placement(env, app, 0, 0, 3600 * 5), PodState::Running))
+            Some(build_pod(
+                env,
+                app,
+                &placement(env, app, 0, 0, 3600 * 5),
+                PodState::Running,
+            ))
         } else {
             None
         };
@@ -928,7 +1083,10 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         }
     }
     store.seed(&store::PODS, pods);
-    Seeded { apps, next_ip: ip_index }
+    Seeded {
+        apps,
+        next_ip: ip_index,
+    }
 }
 
 /// A filler pod: the template with this pod's identity patched in (cheap at 5,000 pods).
@@ -956,7 +1114,11 @@ mod tests {
         assert!(pods.len() >= 25, "only {} pods", pods.len());
         for p in &pods {
             let size = serde_json::to_vec(&**p).map(|v| v.len()).unwrap_or(0);
-            assert!((4_000..=10_000).contains(&size), "{} is {size} bytes", p["metadata"]["name"]);
+            assert!(
+                (4_000..=10_000).contains(&size),
+                "{} is {size} bytes",
+                p["metadata"]["name"]
+            );
         }
     }
 
@@ -967,11 +1129,20 @@ mod tests {
         let (_, pods) = store.list(&store::PODS, Some("goapps-production"));
         let crash: Vec<_> = pods
             .iter()
-            .filter(|p| p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff")
+            .filter(|p| {
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "CrashLoopBackOff"
+            })
             .collect();
         assert_eq!(crash.len(), 1);
-        assert!(crash[0]["metadata"]["name"].as_str().is_some_and(|n| n.starts_with("iam-service-")));
-        let dep = store.get(&store::DEPLOYMENTS, "goapps-production", "iam-service").expect("iam deployment");
+        assert!(
+            crash[0]["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("iam-service-"))
+        );
+        let dep = store
+            .get(&store::DEPLOYMENTS, "goapps-production", "iam-service")
+            .expect("iam deployment");
         assert_eq!(dep["spec"]["replicas"], 2);
         assert_eq!(dep["status"]["availableReplicas"], 1);
     }
@@ -982,7 +1153,16 @@ mod tests {
         seed(Env::Staging, &store, 500);
         let (_, pods) = store.list(&store::PODS, None);
         assert_eq!(pods.len(), 500);
+        let many: std::collections::HashSet<String> =
+            (0..20_000).map(|i| replica_suffix("x", i)).collect();
+        assert_eq!(many.len(), 20_000);
         let redis = store.list(&store::PODS, Some("database")).1;
-        assert!(redis.iter().any(|p| p["spec"]["volumes"].as_array().is_some_and(|v| v.iter().any(|v| v["name"] == "redis-data" && v.get("emptyDir").is_some()))));
+        assert!(
+            redis
+                .iter()
+                .any(|p| p["spec"]["volumes"].as_array().is_some_and(|v| v
+                    .iter()
+                    .any(|v| v["name"] == "redis-data" && v.get("emptyDir").is_some())))
+        );
     }
 }

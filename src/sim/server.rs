@@ -193,10 +193,18 @@ fn group_list() -> Value {
 
 fn resource_list(g: &str, v: &str) -> Value {
     let mut resources = Vec::new();
-    for k in store::KINDS.iter().filter(|k| k.group == g && k.version == v) {
+    for k in store::KINDS
+        .iter()
+        .filter(|k| k.group == g && k.version == v)
+    {
         let mut r = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
             "verbs": ["get", "list", "watch"], "shortNames": k.short_names});
-        if k.plural == "pods" || k.plural == "deployments" || k.plural == "statefulsets" || k.plural == "daemonsets" || k.plural == "services" {
+        if k.plural == "pods"
+            || k.plural == "deployments"
+            || k.plural == "statefulsets"
+            || k.plural == "daemonsets"
+            || k.plural == "services"
+        {
             r["categories"] = json!(["all"]);
         }
         resources.push(r);
@@ -204,7 +212,11 @@ fn resource_list(g: &str, v: &str) -> Value {
             resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
         }
     }
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
@@ -234,9 +246,7 @@ async fn resource(
             Some(kind) if kind.namespaced => single(shared, kind, ns, name, q, accept),
             _ => unknown_path(),
         },
-        ["namespaces", ns, "pods", name, "log"] if group.is_empty() => {
-            pod_log(shared, ns, name, q)
-        }
+        ["namespaces", ns, "pods", name, "log"] if group.is_empty() => pod_log(shared, ns, name, q),
         _ => unknown_path(),
     }
 }
@@ -278,13 +288,10 @@ impl Filter {
     }
 }
 
-fn parse_filter(q: &HashMap<String, String>) -> Result<Filter, Response> {
-    let bad = |e: String| status_error(StatusCode::BAD_REQUEST, "BadRequest", &e);
+fn parse_filter(q: &HashMap<String, String>) -> Result<Filter, String> {
     Ok(Filter {
-        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
-            .map_err(bad)?,
-        fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))
-            .map_err(bad)?,
+        labels: LabelSelector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))?,
+        fields: FieldSelector::parse(q.get("fieldSelector").map(String::as_str).unwrap_or(""))?,
     })
 }
 
@@ -297,12 +304,19 @@ async fn collection(
 ) -> Response {
     let filter = match parse_filter(q) {
         Ok(f) => f,
-        Err(r) => return r,
+        Err(e) => return status_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
     let table_mode = table::wants_table(accept)
         .then(|| IncludeObject::parse(q.get("includeObject").map(String::as_str)));
     if is_true(q, "watch") {
-        return watch(shared.clone(), kind, ns.map(str::to_string), filter, q, table_mode);
+        return watch(
+            shared.clone(),
+            kind,
+            ns.map(str::to_string),
+            filter,
+            q,
+            table_mode,
+        );
     }
     list(shared, kind, ns, filter, q, table_mode)
 }
@@ -324,7 +338,12 @@ fn list(
             let parsed = token
                 .split_once(':')
                 .and_then(|(id, off)| Some((id.parse::<u64>().ok()?, off.parse::<usize>().ok()?)));
-            match parsed.and_then(|(id, off)| shared.store.snapshot(id).map(|(rv, items)| (rv, items, off, id))) {
+            match parsed.and_then(|(id, off)| {
+                shared
+                    .store
+                    .snapshot(id)
+                    .map(|(rv, items)| (rv, items, off, id))
+            }) {
                 Some((rv, items, off, _)) => (rv, items, off),
                 None => {
                     return status_error(
@@ -350,7 +369,11 @@ fn list(
         .collect();
     let mut metadata = json!({"resourceVersion": rv.to_string()});
     if end < items.len() {
-        let id = match q.get("continue").and_then(|c| c.split_once(':')).and_then(|(id, _)| id.parse::<u64>().ok()) {
+        let id = match q
+            .get("continue")
+            .and_then(|c| c.split_once(':'))
+            .and_then(|(id, _)| id.parse::<u64>().ok())
+        {
             Some(id) => id,
             None => shared.store.keep_snapshot(rv, items.clone()),
         };
@@ -370,7 +393,8 @@ fn list(
 }
 
 fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut v = serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+    let mut v =
+        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
@@ -395,14 +419,19 @@ fn watch(
         .map(Duration::from_secs);
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
-        let _ = watch_task(shared, kind, ns, filter, since, bookmarks, timeout, table_mode, tx).await;
+        let _ = watch_task(
+            shared, kind, ns, filter, since, bookmarks, timeout, table_mode, tx,
+        )
+        .await;
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
     });
     let mut resp = Response::new(Body::from_stream(stream));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp
 }
 
@@ -437,7 +466,13 @@ async fn watch_task(
     let encode = |event_type: &str, obj: &Value, first_table: &mut bool| -> Bytes {
         match table_mode {
             Some(include) => {
-                let t = table::table(kind, &[obj], include, *first_table, json!({"resourceVersion": obj["metadata"]["resourceVersion"]}));
+                let t = table::table(
+                    kind,
+                    &[obj],
+                    include,
+                    *first_table,
+                    json!({"resourceVersion": obj["metadata"]["resourceVersion"]}),
+                );
                 *first_table = false;
                 event_line(event_type, &t)
             }
@@ -510,7 +545,11 @@ fn pod_log(
     };
     let containers: Vec<String> = pod["spec"]["containers"]
         .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c["name"].as_str().map(str::to_string)).collect())
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_string))
+                .collect()
+        })
         .unwrap_or_default();
     let container = match q.get("container") {
         Some(c) if containers.contains(c) => c.clone(),
@@ -526,16 +565,25 @@ fn pod_log(
             return status_error(
                 StatusCode::BAD_REQUEST,
                 "BadRequest",
-                &format!("a container name must be specified for pod {name}, choose one of: {containers:?}"),
+                &format!(
+                    "a container name must be specified for pod {name}, choose one of: {containers:?}"
+                ),
             );
         }
     };
     let waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]["reason"].as_str();
-    if matches!(waiting, Some("ImagePullBackOff" | "ErrImagePull" | "ContainerCreating")) || pod["status"]["phase"] == "Pending" && waiting.is_none() {
+    if matches!(
+        waiting,
+        Some("ImagePullBackOff" | "ErrImagePull" | "ContainerCreating")
+    ) || pod["status"]["phase"] == "Pending" && waiting.is_none()
+    {
         return status_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
-            &format!("container \"{container}\" in pod \"{name}\" is waiting to start: {}", waiting.unwrap_or("ContainerCreating")),
+            &format!(
+                "container \"{container}\" in pod \"{name}\" is waiting to start: {}",
+                waiting.unwrap_or("ContainerCreating")
+            ),
         );
     }
     let previous = is_true(q, "previous");

@@ -50,8 +50,15 @@ macro_rules! kind {
 
 pub static PODS: ResourceKind = kind!("", "v1", "pods", "pod", "Pod", true, &["po"]);
 pub static NODES: ResourceKind = kind!("", "v1", "nodes", "node", "Node", false, &["no"]);
-pub static NAMESPACES: ResourceKind =
-    kind!("", "v1", "namespaces", "namespace", "Namespace", false, &["ns"]);
+pub static NAMESPACES: ResourceKind = kind!(
+    "",
+    "v1",
+    "namespaces",
+    "namespace",
+    "Namespace",
+    false,
+    &["ns"]
+);
 pub static EVENTS: ResourceKind = kind!("", "v1", "events", "event", "Event", true, &["ev"]);
 pub static SERVICES: ResourceKind =
     kind!("", "v1", "services", "service", "Service", true, &["svc"]);
@@ -100,8 +107,15 @@ pub static REPLICASETS: ResourceKind = kind!(
     true,
     &["rs"]
 );
-pub static CRONJOBS: ResourceKind =
-    kind!("batch", "v1", "cronjobs", "cronjob", "CronJob", true, &["cj"]);
+pub static CRONJOBS: ResourceKind = kind!(
+    "batch",
+    "v1",
+    "cronjobs",
+    "cronjob",
+    "CronJob",
+    true,
+    &["cj"]
+);
 pub static JOBS: ResourceKind = kind!("batch", "v1", "jobs", "job", "Job", true, &[]);
 
 /// Every kind the simulated API server knows, in discovery order.
@@ -390,7 +404,12 @@ impl Store {
     }
 
     /// One object.
-    pub fn get(&self, kind: &'static ResourceKind, namespace: &str, name: &str) -> Option<Arc<Value>> {
+    pub fn get(
+        &self,
+        kind: &'static ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<Value>> {
         let ns = if kind.namespaced { namespace } else { "" };
         self.read()
             .objects
@@ -401,7 +420,11 @@ impl Store {
 
     /// Every object of a kind (optionally in one namespace), in (namespace, name) order,
     /// with the resourceVersion of that snapshot.
-    pub fn list(&self, kind: &'static ResourceKind, namespace: Option<&str>) -> (u64, Vec<Arc<Value>>) {
+    pub fn list(
+        &self,
+        kind: &'static ResourceKind,
+        namespace: Option<&str>,
+    ) -> (u64, Vec<Arc<Value>>) {
         let inner = self.read();
         let items = match inner.objects.get(kind.plural) {
             None => Vec::new(),
@@ -518,7 +541,10 @@ fn split_top_level(s: &str) -> Vec<&str> {
         }
     }
     out.push(&s[start..]);
-    out.into_iter().map(str::trim).filter(|p| !p.is_empty()).collect()
+    out.into_iter()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 fn parse_set(s: &str) -> Vec<String> {
@@ -547,7 +573,10 @@ impl LabelSelector {
                 LabelReq::In(k.trim().into(), parse_set(v))
             } else if let Some(k) = part.strip_prefix('!') {
                 LabelReq::NotExists(k.trim().into())
-            } else if part.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+            } else if part
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
                 LabelReq::Exists(part.into())
             } else {
                 return Err(format!("unable to parse requirement: {part:?}"));
@@ -658,8 +687,20 @@ mod tests {
         let p = pod("ns1", "web-1", "web");
         assert!(LabelSelector::parse("app=web").unwrap().matches(&p));
         assert!(!LabelSelector::parse("app!=web").unwrap().matches(&p));
-        assert!(LabelSelector::parse("app in (db, web),!tier").unwrap().matches(&p));
-        assert!(FieldSelector::parse("metadata.name=web-1,metadata.namespace==ns1").unwrap().matches(&p));
-        assert!(!FieldSelector::parse("status.phase!=Running").unwrap().matches(&p));
+        assert!(
+            LabelSelector::parse("app in (db, web),!tier")
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            FieldSelector::parse("metadata.name=web-1,metadata.namespace==ns1")
+                .unwrap()
+                .matches(&p)
+        );
+        assert!(
+            !FieldSelector::parse("status.phase!=Running")
+                .unwrap()
+                .matches(&p)
+        );
     }
 }

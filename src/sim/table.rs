@@ -48,23 +48,78 @@ pub fn columns(kind: &ResourceKind) -> Vec<Value> {
     match kind.plural {
         "pods" => vec![
             col("Name", "string", 0, NAME_DESC),
-            col("Ready", "string", 0, "The aggregate readiness state of this pod for accepting traffic."),
-            col("Status", "string", 0, "The aggregate status of the containers in this pod."),
-            col("Restarts", "string", 0, "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted."),
+            col(
+                "Ready",
+                "string",
+                0,
+                "The aggregate readiness state of this pod for accepting traffic.",
+            ),
+            col(
+                "Status",
+                "string",
+                0,
+                "The aggregate status of the containers in this pod.",
+            ),
+            col(
+                "Restarts",
+                "string",
+                0,
+                "The number of times the containers in this pod have been restarted and when the last container in this pod has restarted.",
+            ),
             col("Age", "string", 0, AGE_DESC),
-            col("IP", "string", 1, "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated."),
-            col("Node", "string", 1, "NodeName is a request to schedule this pod onto a specific node."),
-            col("Nominated Node", "string", 1, "nominatedNodeName is set only when this pod preempts other pods on the node."),
-            col("Readiness Gates", "string", 1, "If specified, all readiness gates will be evaluated for pod readiness."),
+            col(
+                "IP",
+                "string",
+                1,
+                "IP address allocated to the pod. Routable at least within the cluster. Empty if not yet allocated.",
+            ),
+            col(
+                "Node",
+                "string",
+                1,
+                "NodeName is a request to schedule this pod onto a specific node.",
+            ),
+            col(
+                "Nominated Node",
+                "string",
+                1,
+                "nominatedNodeName is set only when this pod preempts other pods on the node.",
+            ),
+            col(
+                "Readiness Gates",
+                "string",
+                1,
+                "If specified, all readiness gates will be evaluated for pod readiness.",
+            ),
         ],
         "deployments" => vec![
             col("Name", "string", 0, NAME_DESC),
             col("Ready", "string", 0, "Number of the pod with ready state"),
-            col("Up-to-date", "integer", 0, "Total number of non-terminated pods targeted by this deployment that have the desired template spec."),
-            col("Available", "integer", 0, "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment."),
+            col(
+                "Up-to-date",
+                "integer",
+                0,
+                "Total number of non-terminated pods targeted by this deployment that have the desired template spec.",
+            ),
+            col(
+                "Available",
+                "integer",
+                0,
+                "Total number of available pods (ready for at least minReadySeconds) targeted by this deployment.",
+            ),
             col("Age", "string", 0, AGE_DESC),
-            col("Containers", "string", 1, "Names of each container in the template."),
-            col("Images", "string", 1, "Images referenced by each container in the template."),
+            col(
+                "Containers",
+                "string",
+                1,
+                "Names of each container in the template.",
+            ),
+            col(
+                "Images",
+                "string",
+                1,
+                "Images referenced by each container in the template.",
+            ),
             col("Selector", "string", 1, "Label selector for pods."),
         ],
         "statefulsets" => vec![
@@ -77,21 +132,54 @@ pub fn columns(kind: &ResourceKind) -> Vec<Value> {
             col("Status", "string", 0, "The status of the node"),
             col("Roles", "string", 0, "The roles of the node"),
             col("Age", "string", 0, AGE_DESC),
-            col("Version", "string", 0, "Kubelet Version reported by the node."),
-            col("Internal-IP", "string", 1, "List of addresses reachable to the node."),
-            col("OS-Image", "string", 1, "OS Image reported by the node from /etc/os-release."),
-            col("Kernel-Version", "string", 1, "Kernel Version reported by the node."),
-            col("Container-Runtime", "string", 1, "Container Runtime Version reported by the node."),
+            col(
+                "Version",
+                "string",
+                0,
+                "Kubelet Version reported by the node.",
+            ),
+            col(
+                "Internal-IP",
+                "string",
+                1,
+                "List of addresses reachable to the node.",
+            ),
+            col(
+                "OS-Image",
+                "string",
+                1,
+                "OS Image reported by the node from /etc/os-release.",
+            ),
+            col(
+                "Kernel-Version",
+                "string",
+                1,
+                "Kernel Version reported by the node.",
+            ),
+            col(
+                "Container-Runtime",
+                "string",
+                1,
+                "Container Runtime Version reported by the node.",
+            ),
         ],
         "services" => vec![
             col("Name", "string", 0, NAME_DESC),
             col("Type", "string", 0, "The type of the service."),
             col("Cluster-IP", "string", 0, "The cluster IP of the service."),
-            col("External-IP", "string", 0, "The external IP of the service."),
+            col(
+                "External-IP",
+                "string",
+                0,
+                "The external IP of the service.",
+            ),
             col("Port(s)", "string", 0, "The ports of the service."),
             col("Age", "string", 0, AGE_DESC),
         ],
-        _ => vec![col("Name", "string", 0, NAME_DESC), col("Age", "string", 0, AGE_DESC)],
+        _ => vec![
+            col("Name", "string", 0, NAME_DESC),
+            col("Age", "string", 0, AGE_DESC),
+        ],
     }
 }
 
@@ -104,15 +192,27 @@ pub fn human_duration(secs: i64) -> String {
     if secs < 120 {
         format!("{secs}s")
     } else if m < 10 {
-        if secs % 60 == 0 { format!("{m}m") } else { format!("{m}m{}s", secs % 60) }
+        if secs % 60 == 0 {
+            format!("{m}m")
+        } else {
+            format!("{m}m{}s", secs % 60)
+        }
     } else if m < 180 {
         format!("{m}m")
     } else if h < 8 {
-        if m % 60 == 0 { format!("{h}h") } else { format!("{h}h{}m", m % 60) }
+        if m % 60 == 0 {
+            format!("{h}h")
+        } else {
+            format!("{h}h{}m", m % 60)
+        }
     } else if h < 48 {
         format!("{h}h")
     } else if d < 8 {
-        if h % 24 == 0 { format!("{d}d") } else { format!("{d}d{}h", h % 24) }
+        if h % 24 == 0 {
+            format!("{d}d")
+        } else {
+            format!("{d}d{}h", h % 24)
+        }
     } else if d < 730 {
         format!("{d}d")
     } else {
@@ -167,10 +267,22 @@ pub fn pod_status(pod: &Value) -> String {
 }
 
 fn pod_cells(pod: &Value) -> Vec<Value> {
-    let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
-    let total = pod["spec"]["containers"].as_array().map(Vec::len).unwrap_or(0);
-    let ready = statuses.iter().filter(|c| c["ready"].as_bool() == Some(true)).count();
-    let restarts: i64 = statuses.iter().filter_map(|c| c["restartCount"].as_i64()).sum();
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let total = pod["spec"]["containers"]
+        .as_array()
+        .map(Vec::len)
+        .unwrap_or(0);
+    let ready = statuses
+        .iter()
+        .filter(|c| c["ready"].as_bool() == Some(true))
+        .count();
+    let restarts: i64 = statuses
+        .iter()
+        .filter_map(|c| c["restartCount"].as_i64())
+        .sum();
     let last_restart = statuses
         .iter()
         .filter_map(|c| s(c, &["lastState", "terminated", "finishedAt"]))
@@ -195,7 +307,12 @@ fn pod_cells(pod: &Value) -> Vec<Value> {
 fn join_containers(obj: &Value, field: &str) -> String {
     obj["spec"]["template"]["spec"]["containers"]
         .as_array()
-        .map(|cs| cs.iter().filter_map(|c| c[field].as_str()).collect::<Vec<_>>().join(","))
+        .map(|cs| {
+            cs.iter()
+                .filter_map(|c| c[field].as_str())
+                .collect::<Vec<_>>()
+                .join(",")
+        })
         .unwrap_or_default()
 }
 
@@ -214,11 +331,20 @@ fn cells(kind: &ResourceKind, obj: &Value) -> Vec<Value> {
         "deployments" => {
             let selector = obj["spec"]["selector"]["matchLabels"]
                 .as_object()
-                .map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(","))
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .unwrap_or_default();
             vec![
                 name,
-                json!(format!("{}/{}", int(&["status", "readyReplicas"]), int(&["spec", "replicas"]))),
+                json!(format!(
+                    "{}/{}",
+                    int(&["status", "readyReplicas"]),
+                    int(&["spec", "replicas"])
+                )),
                 json!(int(&["status", "updatedReplicas"])),
                 json!(int(&["status", "availableReplicas"])),
                 age,
@@ -229,19 +355,32 @@ fn cells(kind: &ResourceKind, obj: &Value) -> Vec<Value> {
         }
         "statefulsets" => vec![
             name,
-            json!(format!("{}/{}", int(&["status", "readyReplicas"]), int(&["spec", "replicas"]))),
+            json!(format!(
+                "{}/{}",
+                int(&["status", "readyReplicas"]),
+                int(&["spec", "replicas"])
+            )),
             age,
         ],
         "nodes" => {
             let ready = obj["status"]["conditions"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "Ready"))
-                .map(|c| if c["status"] == "True" { "Ready" } else { "NotReady" })
+                .map(|c| {
+                    if c["status"] == "True" {
+                        "Ready"
+                    } else {
+                        "NotReady"
+                    }
+                })
                 .unwrap_or("Unknown");
             let roles = obj["metadata"]["labels"]
                 .as_object()
                 .map(|l| {
-                    let mut r: Vec<&str> = l.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/")).collect();
+                    let mut r: Vec<&str> = l
+                        .keys()
+                        .filter_map(|k| k.strip_prefix("node-role.kubernetes.io/"))
+                        .collect();
                     r.sort_unstable();
                     r.join(",")
                 })
@@ -281,7 +420,11 @@ fn cells(kind: &ResourceKind, obj: &Value) -> Vec<Value> {
                         .join(",")
                 })
                 .unwrap_or_default();
-            let external = if obj["spec"]["type"] == "LoadBalancer" { "<pending>" } else { "<none>" };
+            let external = if obj["spec"]["type"] == "LoadBalancer" {
+                "<pending>"
+            } else {
+                "<none>"
+            };
             vec![
                 name,
                 json!(s(obj, &["spec", "type"]).unwrap_or("ClusterIP")),
