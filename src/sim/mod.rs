@@ -1,10 +1,45 @@
-//! TEMPORARY stub (replaced by the sim branch).
+//! The simulated fleet: two fake K3s clusters (`staging`, `production`) served over
+//! loopback HTTP as a subset of the Kubernetes API, with the workloads of
+//! `target-environment.md`, gentle churn and fault injection. Used by `opsdeck sim`,
+//! `opsdeck demo` and the tests.
+//!
+//! | file | owns |
+//! |---|---|
+//! | `mod.rs` | the public API: [`Fleet`], [`SimOptions`], [`Fault`], [`run_cli`], the kubeconfig and config files |
+//! | `cluster.rs` | [`SimCluster`]: server lifecycle (kill/restart/faults) and the typed pod API |
+//! | `server.rs` | the HTTP API: discovery, list/watch/get, logs, Tables, Status errors |
+//! | `store.rs` | objects of every kind, resourceVersion counter, watch history, selectors |
+//! | `seed.rs` | the fleet's contents and the pod builders |
+//! | `churn.rs` | background changes: crash-loop restarts, pod replacements, Pending pods |
+//! | `table.rs` | server-side printing (`meta.k8s.io/v1` Table) |
+//! | `logs.rs` | plausible container logs |
+
+pub mod churn;
+pub mod cluster;
+pub mod logs;
+pub mod seed;
+pub mod server;
+pub mod store;
+pub mod table;
+
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde_json::json;
+
+pub use cluster::SimCluster;
+use seed::Env;
+
+/// How to build the fleet.
 #[derive(Debug, Clone)]
 pub struct SimOptions {
+    /// Minimum pods per cluster; filler `load-generator` pods make up the difference.
     pub pods: usize,
+    /// Run the background churn.
     pub churn: bool,
 }
+
 impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
@@ -13,24 +48,186 @@ impl Default for SimOptions {
         }
     }
 }
+
+/// A fault a simulated API server can be switched into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    None,
+    /// Close the listener: connections are refused (the port is kept for `restart`).
+    Refuse,
+    /// Answer every request with 500 and a Status.
+    Error500,
+    /// Accept and never answer.
+    Stall,
+    /// End every open watch now, and new ones after a short while.
+    DropWatches,
+}
+
+/// Both simulated clusters and the files describing them.
 pub struct Fleet {
-    p: PathBuf,
+    dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+    config: PathBuf,
+    clusters: Vec<SimCluster>,
 }
+
 impl Fleet {
-    pub async fn start(_opts: SimOptions) -> anyhow::Result<Fleet> {
-        anyhow::bail!("stub")
+    /// Builds and serves both clusters and writes the kubeconfig and opsdeck config.
+    pub async fn start(opts: SimOptions) -> anyhow::Result<Fleet> {
+        let dir = tempfile::Builder::new()
+            .prefix("opsdeck-sim-")
+            .tempdir()
+            .context("creating the simulator's temporary directory")?;
+        let mut clusters = Vec::new();
+        for env in [Env::Staging, Env::Production] {
+            let c = SimCluster::start(env, opts.pods, opts.churn)
+                .await
+                .with_context(|| format!("starting simulated cluster {}", env.name()))?;
+            clusters.push(c);
+        }
+        let kubeconfig = dir.path().join("kubeconfig");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&kubeconfig, kubeconfig_text(&clusters))
+            .with_context(|| format!("writing {}", kubeconfig.display()))?;
+        std::fs::create_dir_all(dir.path().join("locks"))
+            .with_context(|| format!("creating {}", dir.path().join("locks").display()))?;
+        std::fs::write(&config, config_text(dir.path(), &kubeconfig))
+            .with_context(|| format!("writing {}", config.display()))?;
+        Ok(Fleet {
+            dir,
+            kubeconfig,
+            config,
+            clusters,
+        })
     }
+
     pub fn kubeconfig_path(&self) -> &Path {
-        &self.p
+        &self.kubeconfig
     }
+
     pub fn config_path(&self) -> &Path {
-        &self.p
+        &self.config
     }
+
+    /// The directory holding the fleet's files (removed on shutdown).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn clusters(&self) -> &[SimCluster] {
+        &self.clusters
+    }
+
+    pub fn cluster(&self, name: &str) -> Option<&SimCluster> {
+        self.clusters.iter().find(|c| c.name() == name)
+    }
+
+    /// `(key, value)` lines `opsdeck sim` prints, in order.
     pub fn endpoints(&self) -> Vec<(String, String)> {
-        vec![]
+        vec![
+            ("kubeconfig".into(), self.kubeconfig.display().to_string()),
+            ("config".into(), self.config.display().to_string()),
+        ]
     }
-    pub async fn shutdown(self) {}
+
+    /// Stops both servers and removes the files.
+    pub async fn shutdown(self) {
+        for c in &self.clusters {
+            c.shutdown().await;
+        }
+        let _ = self.dir.close();
+    }
 }
-pub async fn run_cli(_opts: SimOptions) -> anyhow::Result<()> {
-    anyhow::bail!("stub")
+
+fn kubeconfig_text(clusters: &[SimCluster]) -> String {
+    let v = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "current-context": "staging",
+        "clusters": clusters.iter().map(|c| json!({"name": c.name(), "cluster": {"server": c.url()}})).collect::<Vec<_>>(),
+        "users": clusters.iter().map(|c| json!({"name": format!("{}-admin", c.name()), "user": {}})).collect::<Vec<_>>(),
+        "contexts": clusters.iter().map(|c| json!({"name": c.name(), "context": {"cluster": c.name(), "user": format!("{}-admin", c.name())}})).collect::<Vec<_>>(),
+    });
+    serde_json::to_string_pretty(&v).unwrap_or_default()
+}
+
+fn toml_str(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn config_text(dir: &Path, kubeconfig: &Path) -> String {
+    let kc = toml_str(&kubeconfig.display().to_string());
+    let mut out =
+        String::from("# opsdeck config for the simulated fleet, written by `opsdeck sim`.\n");
+    out.push_str(&format!(
+        "audit_log = {}\nlock_dir = {}\n",
+        toml_str(&dir.join("audit.jsonl").display().to_string()),
+        toml_str(&dir.join("locks").display().to_string())
+    ));
+    for env in [Env::Staging, Env::Production] {
+        out.push_str(&format!(
+            "[[cluster]]\nname = \"{n}\"\nkubeconfig = {kc}\ncontext = \"{n}\"\napp_namespace = \"{ns}\"\n",
+            n = env.name(),
+            ns = env.app_namespace()
+        ));
+        if env == Env::Production {
+            out.push_str("protected = true\n");
+        }
+    }
+    out
+}
+
+/// `opsdeck sim [--pods N]`: serve the fleet until Ctrl-C or SIGTERM, printing each
+/// endpoint once it serves.
+pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
+    let fleet = Fleet::start(opts).await?;
+    {
+        // Each server already serves its seeded objects once `start` returns.
+        let mut out = std::io::stdout().lock();
+        for (k, v) in fleet.endpoints() {
+            writeln!(out, "{k}: {v}").context("writing to stdout")?;
+            out.flush().context("flushing stdout")?;
+        }
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    fleet.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn fleet_writes_config_and_kubeconfig() {
+        let fleet = Fleet::start(SimOptions {
+            pods: 0,
+            churn: false,
+        })
+        .await
+        .expect("fleet");
+        let cfg = std::fs::read_to_string(fleet.config_path()).expect("config");
+        let parsed: toml::Value = toml::from_str(&cfg).expect("valid toml");
+        let clusters = parsed["cluster"].as_array().expect("clusters");
+        assert_eq!(clusters.len(), 2);
+        assert_eq!(clusters[1]["protected"].as_bool(), Some(true));
+        assert_eq!(
+            clusters[0]["app_namespace"].as_str(),
+            Some("goapps-staging")
+        );
+        let kc: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(fleet.kubeconfig_path()).expect("kubeconfig"),
+        )
+        .expect("json");
+        assert_eq!(kc["contexts"].as_array().map(Vec::len), Some(2));
+        let dir = fleet.dir().to_path_buf();
+        fleet.shutdown().await;
+        assert!(!dir.exists());
+    }
 }
