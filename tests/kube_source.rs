@@ -130,14 +130,18 @@ async fn a_killed_api_server_marks_only_its_cluster_stale_then_recovers() {
     let (fleet, config) = fleet().await;
     let (staging, prod) = (index(&config, "staging"), index(&config, "production"));
     let (mut rx, cancel) = spawn_sources(&config);
-    wait_for(&mut rx, staging, "staging snapshot", |u| {
-        matches!(u, SourceUpdate::Kube(_))
-    })
-    .await;
-    wait_for(&mut rx, prod, "production snapshot", |u| {
-        matches!(u, SourceUpdate::Kube(_))
-    })
-    .await;
+    // Both first snapshots, in whichever order they come.
+    let mut seen = [false, false];
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !(seen[staging] && seen[prod]) {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("both clusters answer")
+            .unwrap();
+        if matches!(ev.update, SourceUpdate::Kube(_)) {
+            seen[ev.cluster] = true;
+        }
+    }
 
     fleet.cluster("staging").unwrap().kill().await;
     let failing = wait_for(&mut rx, staging, "staging to fail", |u| {

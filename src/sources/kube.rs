@@ -297,21 +297,38 @@ pub async fn run(
     }
 }
 
+/// How often a failing cluster is probed (`GET /version`) to notice it is back even when its
+/// watches resume without a change to report.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+
 /// Follows the watches; returns false when the console is gone or cancelled, true to rebuild.
 async fn follow(
     client: Client,
     send: &impl Fn(SourceUpdate) -> bool,
     cancel: &CancellationToken,
 ) -> bool {
-    let mut changes = streams(client);
+    let mut changes = streams(client.clone());
     let mut tables = ClusterTables::default();
     let mut failure: Option<String> = None;
+    let mut last_error = tokio::time::Instant::now();
     let mut reported_failure: Option<String> = None;
     let mut dirty = false;
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let next = tokio::select! {
+        tokio::select! {
             _ = cancel.cancelled() => return false,
-            n = changes.next() => n,
+            n = changes.next() => {
+                let Some(change) = n else { return true };
+                dirty |= tables.apply(change, &mut failure);
+                // Drain whatever else is ready so a burst becomes one snapshot.
+                while let Some(Some(change)) = changes.next().now_or_never() {
+                    dirty |= tables.apply(change, &mut failure);
+                }
+                if failure.is_some() {
+                    last_error = tokio::time::Instant::now();
+                }
+            }
             _ = tokio::time::sleep(INITIAL_SILENCE), if !tables.complete() => {
                 let reason = format!("no complete answer from the API server within {}s", INITIAL_SILENCE.as_secs());
                 if reported_failure.as_ref() != Some(&reason) {
@@ -320,12 +337,13 @@ async fn follow(
                 }
                 continue;
             }
-        };
-        let Some(change) = next else { return true };
-        dirty |= tables.apply(change, &mut failure);
-        // Drain whatever else is ready so a burst becomes one snapshot.
-        while let Some(Some(change)) = changes.next().now_or_never() {
-            dirty |= tables.apply(change, &mut failure);
+            _ = probe.tick(), if failure.is_some() => {
+                let answered = tokio::time::timeout(PROBE_EVERY, client.apiserver_version()).await.is_ok_and(|r| r.is_ok());
+                // Back only when it answers and the watches have stopped failing for a while.
+                if answered && last_error.elapsed() >= PROBE_EVERY {
+                    failure = None;
+                }
+            }
         }
         if let Some(reason) = &failure {
             if reported_failure.as_ref() != Some(reason) {
