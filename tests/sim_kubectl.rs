@@ -206,3 +206,32 @@ async fn get_nodes_shows_the_node_ready() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn describe_shows_backoff_events() {
+    let fleet = fleet().await;
+    let prod = fleet.cluster("production").expect("production");
+    let crash_pod = prod
+        .pods()
+        .into_iter()
+        .find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| c[0].restart_count > 0)
+        })
+        .and_then(|p| p.metadata.name)
+        .expect("crash pod");
+    let out = run(
+        &fleet,
+        "production",
+        &["describe", "pod", "-n", "goapps-production", &crash_pod],
+    )
+    .await;
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    assert!(
+        out.contains("Back-off restarting failed container"),
+        "{out}"
+    );
+    fleet.shutdown().await;
+}

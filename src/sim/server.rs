@@ -587,6 +587,18 @@ fn pod_log(
         );
     }
     let previous = is_true(q, "previous");
+    let restarted = pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+        .and_then(|c| c["restartCount"].as_i64())
+        .is_some_and(|n| n > 0);
+    if previous && !restarted {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+        );
+    }
     let tail = q.get("tailLines").and_then(|t| t.parse::<usize>().ok());
     let lines = logs::snapshot(&pod, &container, previous, tail);
     let mut text = lines.join("\n");
