@@ -411,3 +411,34 @@ async fn watch_with_bookmarks_gets_a_bookmark() {
     assert!(bookmark.parse::<u64>().expect("numeric rv") >= rv.parse::<u64>().expect("numeric rv"));
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_state_then_changes() {
+    let fleet = fleet(0).await;
+    let cluster = fleet.cluster("staging").expect("staging");
+    let api: Api<Pod> = Api::namespaced(client(cluster), "database");
+    let mut stream = watcher(api, watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = 0;
+    tokio::time::timeout(WAIT, async {
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitApply(_)) => initial += 1,
+                Ok(watcher::Event::InitDone) => break,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("initial events end in time");
+    assert_eq!(
+        initial,
+        cluster
+            .pods()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some("database"))
+            .count()
+    );
+    assert!(cluster.delete_pod("database", "postgres-0"));
+    next_matching(&mut stream, |e| matches!(e, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("postgres-0"))).await;
+    fleet.shutdown().await;
+}

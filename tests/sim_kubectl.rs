@@ -235,3 +235,26 @@ async fn describe_shows_backoff_events() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn get_events_prints_image_pull_failures() {
+    let fleet = fleet().await;
+    let out = run(
+        &fleet,
+        "staging",
+        &["get", "events", "-n", "goapps-staging"],
+    )
+    .await;
+    let header = out.lines().next().unwrap_or("");
+    assert!(
+        header.contains("REASON") && header.contains("OBJECT"),
+        "{header}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("Warning")
+            && l.contains("pod/frontend-")
+            && l.contains("ghcr.io/goapps/frontend:v1.4.3-rc1")),
+        "{out}"
+    );
+    fleet.shutdown().await;
+}

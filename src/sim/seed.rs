@@ -981,7 +981,10 @@ pub fn pod_event(
     use k8s_openapi::api::core::v1::Event;
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
     let name = pod["metadata"]["name"].as_str().unwrap_or("");
-    let ev_name = format!("{name}.{:016x}", hash64(&format!("{name}/{reason}")));
+    let ev_name = format!(
+        "{name}.{:016x}",
+        hash64(&format!("{name}/{reason}/{message}"))
+    );
     let component = if reason == "Scheduled" {
         "default-scheduler"
     } else {
