@@ -28,7 +28,7 @@ async fn fleet(pods: usize) -> Fleet {
 
 fn client(cluster: &SimCluster) -> Client {
     let mut cfg = Config::new(cluster.url().parse().expect("url"));
-    cfg.read_timeout = Some(Duration::from_secs(5));
+    cfg.read_timeout = Some(Duration::from_secs(60));
     Client::try_from(cfg).expect("client")
 }
 
@@ -383,5 +383,62 @@ async fn drop_watches_ends_open_watch_streams() {
     .await;
     assert!(end.is_ok(), "watch stream stayed open");
     cluster.set_fault(Fault::None);
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_with_bookmarks_gets_a_bookmark() {
+    let fleet = fleet(0).await;
+    let cluster = fleet.cluster("production").expect("production");
+    let api: Api<Pod> = Api::namespaced(client(cluster), "database");
+    let rv = cluster.resource_version().to_string();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(60), &rv)
+        .await
+        .expect("watch")
+        .boxed();
+    let bookmark = tokio::time::timeout(WAIT, async {
+        while let Some(ev) = stream.next().await {
+            if let Ok(WatchEvent::Bookmark(b)) = ev {
+                return Some(b.metadata.resource_version);
+            }
+        }
+        None
+    })
+    .await
+    .expect("bookmark in time")
+    .expect("bookmark before the stream ended");
+    assert!(bookmark.parse::<u64>().expect("numeric rv") >= rv.parse::<u64>().expect("numeric rv"));
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn streaming_list_watcher_gets_initial_state_then_changes() {
+    let fleet = fleet(0).await;
+    let cluster = fleet.cluster("staging").expect("staging");
+    let api: Api<Pod> = Api::namespaced(client(cluster), "database");
+    let mut stream = watcher(api, watcher::Config::default().streaming_lists()).boxed();
+    let mut initial = 0;
+    tokio::time::timeout(WAIT, async {
+        while let Some(ev) = stream.next().await {
+            match ev {
+                Ok(watcher::Event::InitApply(_)) => initial += 1,
+                Ok(watcher::Event::InitDone) => break,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("initial events end in time");
+    assert_eq!(
+        initial,
+        cluster
+            .pods()
+            .iter()
+            .filter(|p| p.metadata.namespace.as_deref() == Some("database"))
+            .count()
+    );
+    assert!(cluster.delete_pod("database", "postgres-0"));
+    next_matching(&mut stream, |e| matches!(e, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("postgres-0"))).await;
     fleet.shutdown().await;
 }

@@ -206,3 +206,55 @@ async fn get_nodes_shows_the_node_ready() {
     );
     fleet.shutdown().await;
 }
+
+#[tokio::test]
+async fn describe_shows_backoff_events() {
+    let fleet = fleet().await;
+    let prod = fleet.cluster("production").expect("production");
+    let crash_pod = prod
+        .pods()
+        .into_iter()
+        .find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.container_statuses.as_ref())
+                .is_some_and(|c| c[0].restart_count > 0)
+        })
+        .and_then(|p| p.metadata.name)
+        .expect("crash pod");
+    let out = run(
+        &fleet,
+        "production",
+        &["describe", "pod", "-n", "goapps-production", &crash_pod],
+    )
+    .await;
+    assert!(out.contains("CrashLoopBackOff"), "{out}");
+    assert!(
+        out.contains("Back-off restarting failed container"),
+        "{out}"
+    );
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
+async fn get_events_prints_image_pull_failures() {
+    let fleet = fleet().await;
+    let out = run(
+        &fleet,
+        "staging",
+        &["get", "events", "-n", "goapps-staging"],
+    )
+    .await;
+    let header = out.lines().next().unwrap_or("");
+    assert!(
+        header.contains("REASON") && header.contains("OBJECT"),
+        "{header}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("Warning")
+            && l.contains("pod/frontend-")
+            && l.contains("ghcr.io/goapps/frontend:v1.4.3-rc1")),
+        "{out}"
+    );
+    fleet.shutdown().await;
+}

@@ -106,7 +106,9 @@ fn tick(shared: &ClusterShared) {
     if let Some(r) = &st.rollout {
         if t == r.started + 4 {
             rollout_ready(shared, &st);
-        } else if t >= r.started + 6 {
+        } else if t == r.started + 6 {
+            rollout_terminate(shared, &st);
+        } else if t >= r.started + 9 {
             rollout_finish(shared, &mut st);
         }
     }
@@ -131,6 +133,7 @@ pub fn step(shared: &ClusterShared) {
         rollout_begin(shared, &mut st);
     }
     rollout_ready(shared, &st);
+    rollout_terminate(shared, &st);
     rollout_finish(shared, &mut st);
     if st.pending.is_none() {
         pending_create(shared, &mut st);
@@ -145,6 +148,20 @@ fn modify(shared: &ClusterShared, ns: &str, name: &str, f: impl FnOnce(&mut Valu
         f(&mut v);
         shared.store.put(&store::PODS, v);
     }
+}
+
+/// Records (or bumps the count of) an Event about a pod.
+fn record(shared: &ClusterShared, ns: &str, name: &str, kind: &str, reason: &str, message: &str) {
+    let Some(pod) = shared.store.get(&store::PODS, ns, name) else {
+        return;
+    };
+    let mut ev = seed::pod_event(shared.env, &pod, kind, reason, message, 1, 0);
+    let ev_name = ev["metadata"]["name"].as_str().unwrap_or("").to_string();
+    if let Some(old) = shared.store.get(&store::EVENTS, ns, &ev_name) {
+        ev["count"] = json!(old["count"].as_i64().unwrap_or(1) + 1);
+        ev["firstTimestamp"] = old["firstTimestamp"].clone();
+    }
+    shared.store.put(&store::EVENTS, ev);
 }
 
 fn crash_restart(shared: &ClusterShared, st: &ChurnState) {
@@ -186,6 +203,23 @@ fn crash_fail(shared: &ClusterShared, st: &ChurnState) {
         cs["started"] = json!(false);
         cs["ready"] = json!(false);
     });
+    let container = shared
+        .store
+        .get(&store::PODS, ns, name)
+        .and_then(|p| {
+            p["spec"]["containers"][0]["name"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    record(
+        shared,
+        ns,
+        name,
+        "Warning",
+        "BackOff",
+        &format!("Back-off restarting failed container {container} in pod {name}_{ns}"),
+    );
 }
 
 fn pod_ready(p: &Value) -> bool {
@@ -253,6 +287,19 @@ fn rollout_begin(shared: &ClusterShared, st: &mut ChurnState) {
             &store::PODS,
             seed::build_pod(shared.env, app, &at, PodState::ContainerCreating),
         );
+        record(
+            shared,
+            &app.namespace,
+            &at.name,
+            "Normal",
+            "Scheduled",
+            &format!(
+                "Successfully assigned {}/{} to {}",
+                app.namespace,
+                at.name,
+                shared.env.node()
+            ),
+        );
         st.next_app = i + 1;
         st.rollout = Some(Rollout {
             app: i,
@@ -280,7 +327,38 @@ fn rollout_ready(shared: &ClusterShared, st: &ChurnState) {
         &store::PODS,
         seed::build_pod(shared.env, app, &at, PodState::Running),
     );
+    for (reason, msg) in [
+        (
+            "Pulled",
+            format!(
+                "Container image \"{}\" already present on machine",
+                app.image
+            ),
+        ),
+        ("Created", format!("Created container: {}", app.name)),
+        ("Started", format!("Started container {}", app.name)),
+    ] {
+        record(shared, &app.namespace, &at.name, "Normal", reason, &msg);
+    }
     recompute(shared, app);
+}
+
+/// The old pod is being deleted: Terminating, no longer ready.
+fn rollout_terminate(shared: &ClusterShared, st: &ChurnState) {
+    let Some(r) = &st.rollout else { return };
+    let app = &st.apps[r.app];
+    modify(shared, &app.namespace, &r.old, |p| {
+        p["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+        p["metadata"]["deletionGracePeriodSeconds"] = json!(30);
+    });
+    record(
+        shared,
+        &app.namespace,
+        &r.old,
+        "Normal",
+        "Killing",
+        &format!("Stopping container {}", app.name),
+    );
 }
 
 fn rollout_finish(shared: &ClusterShared, st: &mut ChurnState) {
@@ -367,6 +445,14 @@ fn pending_create(shared: &ClusterShared, st: &mut ChurnState) {
         &store::PODS,
         pending_pod(shared, &at, PodState::Unscheduled),
     );
+    record(
+        shared,
+        shared.env.app_namespace(),
+        &at.name,
+        "Warning",
+        "FailedScheduling",
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: 1 No preemption victims found for incoming pod.",
+    );
     st.last_pending = Some((shared.env.app_namespace().to_string(), at.name.clone()));
     st.pending = Some(PendingPod {
         at,
@@ -380,6 +466,18 @@ fn pending_advance(shared: &ClusterShared, st: &mut ChurnState, state: PodState)
     shared
         .store
         .put(&store::PODS, pending_pod(shared, &p.at, state));
+    if state == PodState::ContainerCreating {
+        let name = p.at.name.clone();
+        let ns = shared.env.app_namespace();
+        record(
+            shared,
+            ns,
+            &name,
+            "Normal",
+            "Scheduled",
+            &format!("Successfully assigned {ns}/{name} to {}", shared.env.node()),
+        );
+    }
     if state == PodState::Running {
         st.pending = None;
     }

@@ -967,6 +967,115 @@ fn backups(
     }
 }
 
+/// A core/v1 Event about a pod, as the kubelet or scheduler records it. The name is
+/// stable per (pod, reason), so recording it again updates the count.
+pub fn pod_event(
+    env: Env,
+    pod: &Value,
+    kind: &str,
+    reason: &str,
+    message: &str,
+    count: i64,
+    first_ago_s: i64,
+) -> Value {
+    use k8s_openapi::api::core::v1::Event;
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let ev_name = format!(
+        "{name}.{:016x}",
+        hash64(&format!("{name}/{reason}/{message}"))
+    );
+    let component = if reason == "Scheduled" {
+        "default-scheduler"
+    } else {
+        "kubelet"
+    };
+    typed::<Event>(json!({
+        "metadata": {"name": ev_name, "namespace": ns, "uid": uid(&format!("{}/event/{ns}/{ev_name}", env.name()))},
+        "involvedObject": {"kind": "Pod", "namespace": ns, "name": name, "uid": pod["metadata"]["uid"], "apiVersion": "v1",
+            "resourceVersion": pod["metadata"]["resourceVersion"], "fieldPath": format!("spec.containers{{{}}}", pod["spec"]["containers"][0]["name"].as_str().unwrap_or(""))},
+        "reason": reason,
+        "message": message,
+        "source": {"component": component, "host": env.node()},
+        "firstTimestamp": ago(first_ago_s),
+        "lastTimestamp": ago(0),
+        "count": count,
+        "type": kind,
+        "eventTime": null,
+        "reportingComponent": component,
+        "reportingInstance": env.node(),
+    }))
+}
+
+/// Events for a pod in an unhealthy state (what `kubectl describe` shows).
+fn events_for(env: Env, pod: &Value) -> Vec<Value> {
+    let cs = &pod["status"]["containerStatuses"][0];
+    let container = cs["name"].as_str().unwrap_or("");
+    let image = cs["image"].as_str().unwrap_or("");
+    let pod_name = pod["metadata"]["name"].as_str().unwrap_or("");
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    match cs["state"]["waiting"]["reason"].as_str() {
+        Some("CrashLoopBackOff") => {
+            let restarts = cs["restartCount"].as_i64().unwrap_or(1);
+            vec![
+                pod_event(
+                    env,
+                    pod,
+                    "Normal",
+                    "Pulled",
+                    &format!("Container image \"{image}\" already present on machine"),
+                    restarts + 1,
+                    90_000,
+                ),
+                pod_event(
+                    env,
+                    pod,
+                    "Warning",
+                    "BackOff",
+                    &format!(
+                        "Back-off restarting failed container {container} in pod {pod_name}_{ns}({})",
+                        pod["metadata"]["uid"].as_str().unwrap_or("")
+                    ),
+                    restarts * 20,
+                    89_000,
+                ),
+            ]
+        }
+        Some("ImagePullBackOff") => vec![
+            pod_event(
+                env,
+                pod,
+                "Warning",
+                "Failed",
+                &format!(
+                    "Failed to pull image \"{image}\": rpc error: code = NotFound desc = failed to pull and unpack image \"{image}\": failed to resolve reference \"{image}\": {image}: not found"
+                ),
+                302,
+                90_000,
+            ),
+            pod_event(
+                env,
+                pod,
+                "Warning",
+                "Failed",
+                "Error: ImagePullBackOff",
+                6_000,
+                90_000,
+            ),
+            pod_event(
+                env,
+                pod,
+                "Normal",
+                "BackOff",
+                &format!("Back-off pulling image \"{image}\""),
+                6_000,
+                90_000,
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 /// Everything in one cluster, ready for `Store::seed`.
 pub struct Seeded {
     pub apps: Vec<AppSpec>,
@@ -1082,6 +1191,8 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
             store.seed(kind, objs);
         }
     }
+    let events: Vec<Value> = pods.iter().flat_map(|p| events_for(env, p)).collect();
+    store.seed(&store::EVENTS, events);
     store.seed(&store::PODS, pods);
     Seeded {
         apps,

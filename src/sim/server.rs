@@ -413,6 +413,7 @@ fn watch(
         .and_then(|v| v.parse::<u64>().ok())
         .filter(|v| *v > 0);
     let bookmarks = is_true(q, "allowWatchBookmarks");
+    let initial_events_end = bookmarks && is_true(q, "sendInitialEvents");
     let timeout = q
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
@@ -420,7 +421,16 @@ fn watch(
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let _ = watch_task(
-            shared, kind, ns, filter, since, bookmarks, timeout, table_mode, tx,
+            shared,
+            kind,
+            ns,
+            filter,
+            since,
+            bookmarks,
+            initial_events_end,
+            timeout,
+            table_mode,
+            tx,
         )
         .await;
     });
@@ -448,6 +458,7 @@ async fn watch_task(
     filter: Filter,
     since: Option<u64>,
     bookmarks: bool,
+    initial_events_end: bool,
     timeout: Option<Duration>,
     table_mode: Option<IncludeObject>,
     tx: mpsc::Sender<Bytes>,
@@ -493,6 +504,13 @@ async fn watch_task(
             let (rv, items) = shared.store.list(kind, ns.as_deref());
             for obj in items.iter().filter(|o| filter.matches(o)) {
                 tx.send(encode("ADDED", obj, &mut first_table)).await?;
+            }
+            if initial_events_end {
+                // Streaming list (`sendInitialEvents=true`): mark the end of the initial state.
+                let obj = json!({"kind": kind.kind, "apiVersion": kind.api_version(), "metadata": {
+                    "resourceVersion": rv.to_string(),
+                    "annotations": {"k8s.io/initial-events-end": "true"}}});
+                tx.send(event_line("BOOKMARK", &obj)).await?;
             }
             rv
         }
@@ -587,6 +605,18 @@ fn pod_log(
         );
     }
     let previous = is_true(q, "previous");
+    let restarted = pod["status"]["containerStatuses"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == container.as_str()))
+        .and_then(|c| c["restartCount"].as_i64())
+        .is_some_and(|n| n > 0);
+    if previous && !restarted {
+        return status_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("previous terminated container \"{container}\" in pod \"{name}\" not found"),
+        );
+    }
     let tail = q.get("tailLines").and_then(|t| t.parse::<usize>().ok());
     let lines = logs::snapshot(&pod, &container, previous, tail);
     let mut text = lines.join("\n");

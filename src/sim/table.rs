@@ -176,6 +176,45 @@ pub fn columns(kind: &ResourceKind) -> Vec<Value> {
             col("Port(s)", "string", 0, "The ports of the service."),
             col("Age", "string", 0, AGE_DESC),
         ],
+        "events" => vec![
+            col(
+                "Last Seen",
+                "string",
+                0,
+                "Time when this Event was last seen",
+            ),
+            col(
+                "Type",
+                "string",
+                0,
+                "Type of this event (Normal, Warning), new types could be added in the future.",
+            ),
+            col(
+                "Reason",
+                "string",
+                0,
+                "This should be a short, machine understandable string that gives the reason for the transition into the object's current status.",
+            ),
+            col(
+                "Object",
+                "string",
+                0,
+                "The object that this event is about.",
+            ),
+            col(
+                "Message",
+                "string",
+                0,
+                "A human-readable description of the status of this operation.",
+            ),
+            col(
+                "Count",
+                "integer",
+                1,
+                "The number of times this event has occurred.",
+            ),
+            col("Name", "string", 1, NAME_DESC),
+        ],
         _ => vec![
             col("Name", "string", 0, NAME_DESC),
             col("Age", "string", 0, AGE_DESC),
@@ -432,6 +471,22 @@ fn cells(kind: &ResourceKind, obj: &Value) -> Vec<Value> {
                 json!(external),
                 json!(ports),
                 age,
+            ]
+        }
+        "events" => {
+            let involved = &obj["involvedObject"];
+            vec![
+                json!(age_of(s(obj, &["lastTimestamp"]))),
+                json!(s(obj, &["type"]).unwrap_or("")),
+                json!(s(obj, &["reason"]).unwrap_or("")),
+                json!(format!(
+                    "{}/{}",
+                    involved["kind"].as_str().unwrap_or("").to_lowercase(),
+                    involved["name"].as_str().unwrap_or("")
+                )),
+                json!(s(obj, &["message"]).unwrap_or("")),
+                json!(int(&["count"])),
+                name,
             ]
         }
         _ => vec![name, age],
