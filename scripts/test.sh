@@ -23,6 +23,17 @@ bash scripts/install-kubectl.sh
 export KUBECTL="${KUBECTL:-$(command -v kubectl)}"
 
 shellcheck scripts/*.sh .ci/run
+bash scripts/lint-runbooks.sh
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked
+# Doc-tests are left out (there are none): their empty run would be the last word otherwise.
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked --lib --bins --tests 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+passed=$(grep -Eo '^test result: [a-zA-Z]+\. [0-9]+ passed' "$log" | awk '{s += $4} END {print s + 0}')
+failed=$(grep -Eo '[0-9]+ failed' "$log" | awk '{s += $1} END {print s + 0}')
+echo "${passed} passed, ${failed} failed"
+exit "$status"

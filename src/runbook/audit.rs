@@ -178,7 +178,7 @@ mod tests {
                 event: "step_finished".into(),
                 ..rec.clone()
             },
-            &[],
+            &["hunter2".into()],
         )
         .unwrap();
         let text = std::fs::read_to_string(log.path()).unwrap();
