@@ -45,6 +45,8 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
                     c.kube_stale = Some(Stale { since, reason });
                     c.reachable = Some(false);
                 }
+                // Feature panels are wired in as each feature lands.
+                SourceUpdate::Feature(_) | SourceUpdate::FeatureFailing { .. } => {}
             }
             c.refresh_findings(now);
             vec![]

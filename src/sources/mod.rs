@@ -14,6 +14,41 @@ pub enum SourceUpdate {
     Kube(Arc<KubeSnapshot>),
     /// The source is failing now; the last good snapshot stays on screen, marked stale.
     KubeFailing { reason: String },
+    /// A feature source's new data: a whole snapshot.
+    Feature(FeatureData),
+    /// A feature source is failing now; its last data stays on screen, marked stale.
+    FeatureFailing { feature: Feature, reason: String },
+}
+
+/// The data panels beside Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    Pgbouncer,
+    Redis,
+    Backups,
+    Argocd,
+}
+
+impl Feature {
+    /// The `source` name in findings and the key in `status --json`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Feature::Pgbouncer => "pgbouncer",
+            Feature::Redis => "redis",
+            Feature::Backups => "backups",
+            Feature::Argocd => "argocd",
+        }
+    }
+}
+
+/// One feature's snapshot. Each feature adds its variant.
+#[derive(Debug, Clone)]
+pub enum FeatureData {}
+
+impl FeatureData {
+    pub fn feature(&self) -> Feature {
+        match *self {}
+    }
 }
 
 /// A source's report, tagged with the index of the cluster in the config.
