@@ -4,7 +4,9 @@ use std::fmt::Write;
 
 fn main() {
     println!("cargo:rerun-if-changed=runbooks");
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks");
+    // Read at run time: a build script compiled for another checkout must not embed its files.
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| ".".into());
+    let dir = std::path::Path::new(&manifest).join("runbooks");
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .map(|rd| {
             rd.filter_map(Result::ok)

@@ -372,13 +372,7 @@ async fn run_console(cli: &Cli) -> anyhow::Result<i32> {
 }
 
 /// The console's initial state with every source spawned.
-fn console_state(
-    config: &Config,
-    cli: &Cli,
-) -> (
-    AppState,
-    tokio::sync::mpsc::UnboundedReceiver<crate::sources::SourceEvent>,
-) {
+fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) {
     let user = Keymap::user_overrides_path();
     let keymap_name = if config.keymap.is_empty() {
         "default"
@@ -392,6 +386,9 @@ fn console_state(
     let mut state = AppState::new(config, keymap, jiff::Timestamp::now());
     state.warnings = warnings;
     state.read_only = cli.read_only;
+    let (catalog, problems) = crate::runbook::catalog(config.runbooks_dir.as_deref());
+    state.runbooks = catalog.into_iter().map(|(r, _)| r).collect();
+    state.warnings.extend(problems);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let cancel = tokio_util::sync::CancellationToken::new();
     for (i, c) in config.clusters.iter().enumerate() {
@@ -402,11 +399,39 @@ fn console_state(
             cancel.child_token(),
         ));
     }
-    (state, rx)
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(crate::runbook::session::executor(
+        config.clone(),
+        cli.read_only,
+        cmd_rx,
+        ev_tx,
+    ));
+    (
+        state,
+        crate::tui::Workers {
+            sources: rx,
+            run_commands: cmd_tx,
+            run_events: ev_rx,
+        },
+    )
 }
 
 #[cfg(feature = "sim")]
 async fn start_fleet() -> anyhow::Result<(crate::sim::Fleet, Config)> {
+    let (fleet, mut config) = start_fleet_only().await?;
+    // The fleet's files vanish on exit; its audit record must not.
+    config.audit_log = demo_audit_log();
+    Ok((fleet, config))
+}
+
+/// Where runs on the simulated fleet are recorded: kept apart from real runs.
+pub fn demo_audit_log() -> PathBuf {
+    state_dir().join("demo-audit.jsonl")
+}
+
+#[cfg(feature = "sim")]
+async fn start_fleet_only() -> anyhow::Result<(crate::sim::Fleet, Config)> {
     let fleet = crate::sim::Fleet::start(crate::sim::SimOptions::default()).await?;
     let config = Config::load(fleet.config_path())
         .map_err(|e| {

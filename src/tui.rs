@@ -170,13 +170,21 @@ fn translate(ev: crossterm::event::KeyEvent) -> Option<Key> {
     })
 }
 
+/// The channels between the console and its background workers.
+pub struct Workers {
+    pub sources: UnboundedReceiver<SourceEvent>,
+    pub run_commands: tokio::sync::mpsc::UnboundedSender<crate::runbook::session::RunCommand>,
+    pub run_events: UnboundedReceiver<crate::runbook::session::RunEvent>,
+}
+
 /// Runs the console until the engineer quits or a signal arrives. Sources keep sending
-/// snapshots on `sources`; this loop never waits on anything but events.
-pub async fn run(
-    mut state: AppState,
-    mut sources: UnboundedReceiver<SourceEvent>,
-    theme: Theme,
-) -> anyhow::Result<()> {
+/// snapshots; this loop never waits on anything but events.
+pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow::Result<()> {
+    let Workers {
+        mut sources,
+        run_commands,
+        mut run_events,
+    } = workers;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     let _guard = TerminalGuard::enter()?;
@@ -221,6 +229,7 @@ pub async fn run(
                 None => Event::Terminate,
             },
             Some(ev) = sources.recv() => Event::Source(ev),
+            Some(ev) = run_events.recv() => Event::Run(ev),
             _ = tick.tick() => Event::Tick(Timestamp::now()),
             _ = sigterm.recv() => Event::Terminate,
             _ = sighup.recv() => Event::Terminate,
@@ -231,8 +240,16 @@ pub async fn run(
         while let Ok(ev) = sources.try_recv() {
             effects.extend(update(&mut state, Event::Source(ev)));
         }
+        while let Ok(ev) = run_events.try_recv() {
+            effects.extend(update(&mut state, Event::Run(ev)));
+        }
         if effects.contains(&Effect::Quit) || state.quit {
             break;
+        }
+        for effect in effects {
+            if let Effect::Runbook(cmd) = effect {
+                let _ = run_commands.send(cmd);
+            }
         }
         dirty = true;
     }

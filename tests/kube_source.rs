@@ -173,7 +173,9 @@ async fn a_killed_api_server_marks_only_its_cluster_stale_then_recovers() {
             match &ev.update {
                 SourceUpdate::KubeFailing { .. } => saw_prod_failure = true,
                 SourceUpdate::Kube(s) if !s.pods.iter().any(|p| p.name == vname) => break,
-                SourceUpdate::Kube(_) => {}
+                SourceUpdate::Kube(_)
+                | SourceUpdate::Feature(_)
+                | SourceUpdate::FeatureFailing { .. } => {}
             }
         }
     }

@@ -33,7 +33,7 @@ actions! {
     Overview => "overview", "back to the clusters side by side";
     FocusNextCluster => "focus_next_cluster", "next cluster";
     FocusPrevCluster => "focus_prev_cluster", "previous cluster";
-    Open => "open", "open the focused cluster";
+    Open => "open", "open the selected cluster or runbook";
     Back => "back", "close the view or overlay";
     ScrollDown => "scroll_down", "scroll down";
     ScrollUp => "scroll_up", "scroll up";
@@ -41,6 +41,12 @@ actions! {
     PageUp => "page_up", "scroll a page up";
     Top => "top", "go to the top";
     Bottom => "bottom", "go to the bottom";
+    Runbooks => "runbooks", "list the runbooks";
+    RunStep => "run_step", "run the selected step (asks first)";
+    EditStep => "edit_step", "edit the selected step's command, then run it";
+    SkipStep => "skip_step", "skip the selected step, with a reason";
+    CancelStep => "cancel_step", "cancel the running step (SIGTERM, then SIGKILL)";
+    NextTarget => "next_target", "run the runbook against the next cluster";
 }
 
 impl fmt::Display for Action {

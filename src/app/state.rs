@@ -19,6 +19,10 @@ pub enum View {
     Findings,
     /// One cluster in full: every unhealthy pod, workload and node.
     Cluster(usize),
+    /// The runbook list.
+    Runbooks,
+    /// The open runbook (`AppState::run`).
+    Runbook,
 }
 
 /// A feature tile (PgBouncer, Redis, Backups, ArgoCD) before its feature lands.
@@ -132,6 +136,13 @@ pub struct AppState {
     pub read_only: bool,
     /// Rows the current list view can show, learned from the last render (for page up/down).
     pub page: usize,
+    /// Every runbook (embedded and from `runbooks_dir`), by name.
+    pub runbooks: Vec<std::sync::Arc<crate::runbook::Runbook>>,
+    /// The selected runbook in the list.
+    pub list_cursor: usize,
+    pub run: Option<super::runbooks::RunbookView>,
+    /// A modal holding an action until the engineer confirms it; keys go to it first.
+    pub modal: Option<super::runbooks::Modal>,
 }
 
 impl AppState {
@@ -150,6 +161,10 @@ impl AppState {
             warnings: Vec::new(),
             read_only: false,
             page: 10,
+            runbooks: Vec::new(),
+            list_cursor: 0,
+            run: None,
+            modal: None,
         }
     }
 
@@ -160,7 +175,8 @@ impl AppState {
         } else {
             match self.view {
                 View::Overview => Mode::Overview,
-                View::Findings | View::Cluster(_) => Mode::List,
+                View::Findings | View::Cluster(_) | View::Runbooks => Mode::List,
+                View::Runbook => Mode::Runbook,
             }
         }
     }

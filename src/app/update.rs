@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 
 use super::action::Action;
+use super::runbooks;
 use super::state::{AppState, View};
 use crate::keymap::Key;
 use crate::model::Stale;
@@ -18,12 +19,16 @@ pub enum Event {
     Tick(Timestamp),
     /// SIGTERM or SIGHUP: leave now, restoring the terminal.
     Terminate,
+    /// The runbook executor reports.
+    Run(crate::runbook::session::RunEvent),
 }
 
 /// What the runner must do after an update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Quit,
+    /// Hand this (confirmed) command to the runbook executor.
+    Runbook(crate::runbook::session::RunCommand),
 }
 
 /// Folds one event into the state.
@@ -51,10 +56,15 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
             c.refresh_findings(now);
             vec![]
         }
+        Event::Key(key) if state.modal.is_some() => runbooks::modal_key(state, key),
         Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
             Some(action) => apply(state, action),
             None => vec![],
         },
+        Event::Run(ev) => {
+            runbooks::on_event(state, ev);
+            vec![]
+        }
         Event::Tick(now) => {
             state.now = now;
             for c in &mut state.clusters {
@@ -95,17 +105,44 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
                 set_view(state, View::Cluster(state.focus));
             }
         }
-        Action::Open => {
-            if state.view == View::Overview && !state.clusters.is_empty() {
-                set_view(state, View::Cluster(state.focus));
+        Action::Open => match state.view {
+            View::Overview if !state.clusters.is_empty() => {
+                set_view(state, View::Cluster(state.focus))
             }
-        }
+            View::Runbooks if !state.clusters.is_empty() => {
+                let effects = runbooks::open(state, state.list_cursor);
+                set_view(state, View::Runbook);
+                return effects;
+            }
+            _ => {}
+        },
         Action::Back => {
             if state.help {
                 state.help = false;
                 state.scroll = 0;
+            } else if state.view == View::Runbook {
+                set_view(state, View::Runbooks);
             } else if state.view != View::Overview {
                 set_view(state, View::Overview);
+            }
+        }
+        Action::ScrollDown if state.view == View::Runbooks => {
+            state.list_cursor = (state.list_cursor + 1).min(state.runbooks.len().saturating_sub(1));
+        }
+        Action::ScrollUp if state.view == View::Runbooks => {
+            state.list_cursor = state.list_cursor.saturating_sub(1)
+        }
+        Action::ScrollDown | Action::ScrollUp | Action::Top | Action::Bottom
+            if state.view == View::Runbook =>
+        {
+            if let Some(r) = state.run.as_mut() {
+                let last = r.runbook.steps.len().saturating_sub(1);
+                r.cursor = match action {
+                    Action::ScrollDown => (r.cursor + 1).min(last),
+                    Action::ScrollUp => r.cursor.saturating_sub(1),
+                    Action::Top => 0,
+                    _ => last,
+                };
             }
         }
         Action::ScrollDown => state.scroll = state.scroll.saturating_add(1),
@@ -115,6 +152,52 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Top => state.scroll = 0,
         // The view clamps the offset to the list's real length.
         Action::Bottom => state.scroll = usize::MAX / 2,
+        Action::Runbooks => set_view(state, View::Runbooks),
+        Action::RunStep if state.view == View::Runbook => {
+            return runbooks::request_run(state, None);
+        }
+        Action::EditStep if state.view == View::Runbook => {
+            if let Some(r) = state.run.as_ref().filter(|r| r.running.is_none()) {
+                let mut editor = ratatui_textarea::TextArea::new(
+                    r.command(r.cursor).lines().map(String::from).collect(),
+                );
+                editor.move_cursor(ratatui_textarea::CursorMove::Bottom);
+                state.modal = Some(runbooks::Modal::Edit {
+                    step: r.cursor,
+                    editor,
+                });
+            }
+        }
+        Action::SkipStep if state.view == View::Runbook => {
+            if let Some(r) = state.run.as_ref().filter(|r| r.running.is_none()) {
+                state.modal = Some(runbooks::Modal::Skip {
+                    step: r.cursor,
+                    reason: ratatui_textarea::TextArea::default(),
+                });
+            }
+        }
+        Action::CancelStep if state.view == View::Runbook => {
+            if state.run.as_ref().is_some_and(|r| r.running.is_some()) {
+                return vec![Effect::Runbook(crate::runbook::session::RunCommand::Cancel)];
+            }
+        }
+        Action::NextTarget if state.view == View::Runbook => {
+            let n = state.clusters.len().max(1);
+            if let Some(r) = state.run.as_mut() {
+                if r.running.is_some() {
+                    r.notice = Some("a step is running: the target cannot change now".into());
+                } else {
+                    let next = (r.target + 1) % n;
+                    *r = runbooks::RunbookView::new(r.runbook.clone(), next);
+                    return vec![Effect::Runbook(crate::runbook::session::RunCommand::Close)];
+                }
+            }
+        }
+        Action::RunStep
+        | Action::EditStep
+        | Action::SkipStep
+        | Action::CancelStep
+        | Action::NextTarget => {}
     }
     vec![]
 }

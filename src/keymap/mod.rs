@@ -167,17 +167,25 @@ pub enum Mode {
     Global,
     Overview,
     List,
+    Runbook,
     Help,
 }
 
 impl Mode {
-    pub const ALL: &'static [Mode] = &[Mode::Global, Mode::Overview, Mode::List, Mode::Help];
+    pub const ALL: &'static [Mode] = &[
+        Mode::Global,
+        Mode::Overview,
+        Mode::List,
+        Mode::Runbook,
+        Mode::Help,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Mode::Global => "global",
             Mode::Overview => "overview",
             Mode::List => "list",
+            Mode::Runbook => "runbook",
             Mode::Help => "help",
         }
     }

@@ -7,6 +7,7 @@ pub mod lock;
 pub mod parse;
 
 pub mod run;
+pub mod session;
 pub mod vars;
 
 use std::path::Path;

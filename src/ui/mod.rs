@@ -5,6 +5,7 @@ mod cluster;
 mod findings;
 mod help;
 mod overview;
+mod runbooks;
 pub mod theme;
 
 use ratatui::Frame;
@@ -32,9 +33,14 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
             View::Overview => overview::render(frame, body, state, theme),
             View::Findings => findings::render(frame, body, state, theme),
             View::Cluster(i) => cluster::render(frame, body, state, i, theme),
+            View::Runbooks => runbooks::render_list(frame, body, state, theme),
+            View::Runbook => runbooks::render_runbook(frame, body, state, theme),
         }
     }
     render_footer(frame, footer, state, theme);
+    if state.modal.is_some() {
+        runbooks::render_modal(frame, body, state, theme);
+    }
     if state.help {
         help::render(frame, body, state, theme);
     }
@@ -47,14 +53,24 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
             (Action::Quit, "quit"),
             (Action::Help, "help"),
             (Action::Findings, "findings"),
+            (Action::Runbooks, "runbooks"),
             (Action::FocusNextCluster, "next"),
             (Action::Open, "open"),
         ],
         Mode::List => &[
             (Action::Back, "back"),
+            (Action::Open, "open"),
             (Action::ScrollDown, "scroll"),
             (Action::Help, "help"),
             (Action::Quit, "quit"),
+        ],
+        Mode::Runbook => &[
+            (Action::RunStep, "run"),
+            (Action::EditStep, "edit"),
+            (Action::SkipStep, "skip"),
+            (Action::CancelStep, "cancel"),
+            (Action::NextTarget, "target"),
+            (Action::Back, "back"),
         ],
         Mode::Help => &[
             (Action::Back, "close"),
@@ -66,7 +82,11 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
     if let Some(w) = state.warnings.first() {
         spans.push(Span::styled(format!("! {w} "), theme.stale()));
     }
-    for (action, label) in wanted {
+    let open_does_something = matches!(state.view, View::Overview | View::Runbooks);
+    for (action, label) in wanted
+        .iter()
+        .filter(|(a, _)| *a != Action::Open || open_does_something)
+    {
         if let Some(k) = state.keymap.keys_for(mode, *action).first() {
             spans.push(Span::styled(k.to_string(), theme.key()));
             spans.push(Span::raw(format!(" {label}  ")));
