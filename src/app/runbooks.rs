@@ -457,6 +457,7 @@ pub fn on_event(state: &mut AppState, event: RunEvent) {
             duration_ms,
         } => {
             view.running = None;
+            view.notice = None;
             let ok = st == StepState::Ok;
             let label = match &st {
                 StepState::Failed(why) => format!("failed ({why})"),

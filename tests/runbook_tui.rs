@@ -1,0 +1,131 @@
+//! The runbook view in the console: key sequences through the reducer (confirmation is data:
+//! the modal holds the exact command it will dispatch), and snapshots of the view.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use opsdeck::app::runbooks::Modal;
+use opsdeck::app::{AppState, Effect, Event, View, update};
+use opsdeck::config::{ClusterConfig, Config};
+use opsdeck::keymap::{EMBEDDED, Keymap};
+use opsdeck::runbook::parse;
+use opsdeck::runbook::run::{Confirmation, StepState};
+use opsdeck::runbook::session::{RunCommand, RunEvent};
+use opsdeck::ui::{Theme, render};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+const RB: &str = include_str!("fixtures/runbooks/danger.md");
+
+fn now() -> Timestamp {
+    "2026-11-25T03:00:00Z".parse().unwrap()
+}
+
+fn state(read_only: bool) -> AppState {
+    let config = Config {
+        clusters: vec![
+            ClusterConfig { name: "staging".into(), ..Default::default() },
+            ClusterConfig { name: "production".into(), protected: true, read_only, ..Default::default() },
+        ],
+        ..Default::default()
+    };
+    let mut s = AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), now());
+    s.runbooks = vec![Arc::new(parse::parse("danger", RB).unwrap())];
+    s
+}
+
+fn keys(s: &mut AppState, seq: &[&str]) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for k in seq {
+        effects.extend(update(s, Event::Key(k.parse().unwrap())));
+    }
+    effects
+}
+
+fn typed(s: &mut AppState, text: &str) -> Vec<Effect> {
+    let mut effects = Vec::new();
+    for c in text.chars() {
+        effects.extend(update(s, Event::Key(opsdeck::keymap::Key::ch(c))));
+    }
+    effects
+}
+
+fn draw(s: &AppState, w: u16, h: u16) -> String {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| render(f, s, Theme { color: false })).unwrap();
+    format!("{}", term.backend())
+}
+
+#[test]
+fn a_plain_step_runs_after_one_key_with_exactly_the_shown_command() {
+    let mut s = state(false);
+    keys(&mut s, &["r", "enter"]);
+    assert_eq!(s.view, View::Runbook);
+    assert!(keys(&mut s, &["enter"]).is_empty(), "enter only asks");
+    assert!(matches!(s.modal, Some(Modal::Confirm { typed: None, .. })));
+    let effects = keys(&mut s, &["y"]);
+    match &effects[..] {
+        [Effect::Runbook(RunCommand::Step { index: 0, command, confirmation: Confirmation::Key, cluster: 0, .. })] => {
+            assert_eq!(command, "echo look\n")
+        }
+        other => panic!("unexpected effects {other:?}"),
+    }
+    assert!(s.modal.is_none());
+}
+
+#[test]
+fn a_destructive_step_needs_the_cluster_name_typed() {
+    let mut s = state(false);
+    keys(&mut s, &["tab", "r", "enter", "j", "enter"]);
+    assert!(matches!(s.modal, Some(Modal::Confirm { typed: Some(_), .. })));
+    assert!(keys(&mut s, &["y", "enter"]).is_empty(), "y is text here, and 'y' is not the name");
+    let Some(Modal::Confirm { error: Some(e), .. }) = &s.modal else { panic!("expected an error in the modal") };
+    assert!(e.contains("type production"));
+    keys(&mut s, &["backspace"]);
+    assert!(typed(&mut s, "production").is_empty());
+    let effects = keys(&mut s, &["enter"]);
+    assert!(
+        matches!(&effects[..], [Effect::Runbook(RunCommand::Step { index: 1, cluster: 1, confirmation: Confirmation::Typed, .. })]),
+        "{effects:?}"
+    );
+    let screen = draw(&s, 80, 24);
+    assert!(screen.contains("production [PROD]"), "{screen}");
+}
+
+#[test]
+fn esc_cancels_and_read_only_refuses_destructive_steps_without_a_modal() {
+    let mut s = state(true);
+    keys(&mut s, &["tab", "r", "enter", "enter", "esc"]);
+    assert!(s.modal.is_none());
+    assert_eq!(s.run.as_ref().unwrap().notice.as_deref(), Some("cancelled; nothing was run"));
+    let effects = keys(&mut s, &["j", "enter"]);
+    assert!(effects.is_empty() && s.modal.is_none());
+    assert!(s.run.as_ref().unwrap().notice.as_ref().unwrap().contains("read-only"));
+}
+
+#[test]
+fn executor_reports_drive_step_states_output_and_the_cursor() {
+    let mut s = state(false);
+    keys(&mut s, &["r", "enter"]);
+    update(&mut s, Event::Run(RunEvent::Started { run_id: "r1".into(), cluster: 0, audit: "/tmp/a.jsonl".into() }));
+    update(&mut s, Event::Run(RunEvent::StepStarted { index: 0 }));
+    assert_eq!(s.run.as_ref().unwrap().states[0], StepState::Running);
+    assert!(keys(&mut s, &["enter"]).is_empty() && s.modal.is_none(), "no second step while one runs");
+    let cancel = keys(&mut s, &["c"]);
+    assert_eq!(cancel.len(), 1);
+    update(&mut s, Event::Run(RunEvent::Output { index: 0, lines: vec!["look".into()] }));
+    update(&mut s, Event::Run(RunEvent::StepFinished { index: 0, state: StepState::Ok, duration_ms: 120 }));
+    let r = s.run.as_ref().unwrap();
+    assert_eq!(r.states[0], StepState::Ok);
+    assert_eq!(r.cursor, 1, "the cursor moves on after a step succeeds");
+    assert!(r.output.iter().any(|l| l == "look"));
+    insta::assert_snapshot!("runbook_view_80x24", draw(&s, 80, 24));
+    insta::assert_snapshot!("runbook_view_160x48", draw(&s, 160, 48));
+}
+
+#[test]
+fn runbook_list_snapshot() {
+    let mut s = state(false);
+    keys(&mut s, &["r"]);
+    insta::assert_snapshot!("runbook_list_80x24", draw(&s, 80, 24));
+}
