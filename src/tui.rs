@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::app::{AppState, Effect, Event, update};
 use crate::keymap::{Key, KeyCode};
+use crate::runbook::session::{RunCommand, RunEvent};
 use crate::sources::SourceEvent;
 use crate::ui::{self, Theme};
 
@@ -187,6 +188,9 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
     } = workers;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // Ctrl-C is a key in raw mode; while an interactive step owns the terminal it must reach
+    // that step, not end the console.
+    let mut sigint = signal(SignalKind::interrupt())?;
     let _guard = TerminalGuard::enter()?;
     let written = Arc::new(AtomicU64::new(0));
     let backend = QuietBackend {
@@ -233,6 +237,7 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             _ = tick.tick() => Event::Tick(Timestamp::now()),
             _ = sigterm.recv() => Event::Terminate,
             _ = sighup.recv() => Event::Terminate,
+            _ = sigint.recv() => continue,
             _ = tokio::time::sleep_until(redraw_at), if dirty => continue,
         };
         let mut effects = update(&mut state, event);
@@ -247,9 +252,37 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             break;
         }
         for effect in effects {
-            if let Effect::Runbook(cmd) = effect {
+            let Effect::Runbook(cmd) = effect else {
+                continue;
+            };
+            let interactive = matches!(&cmd, RunCommand::Step { runbook, index, .. }
+                if runbook.steps.get(*index).is_some_and(|s| s.attrs.interactive));
+            if !interactive {
                 let _ = run_commands.send(cmd);
+                continue;
             }
+            // Hand the terminal to the step: leave the alternate screen and raw mode, stop
+            // reading keys, wait for the step to end, then take the terminal back.
+            drop(input);
+            restore();
+            let _ = run_commands.send(cmd);
+            loop {
+                match run_events.recv().await {
+                    Some(ev) => {
+                        let finished =
+                            matches!(ev, RunEvent::StepFinished { .. } | RunEvent::Refused { .. });
+                        update(&mut state, Event::Run(ev));
+                        if finished {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            terminal::enable_raw_mode()?;
+            execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+            term.clear()?;
+            input = EventStream::new();
         }
         dirty = true;
     }

@@ -194,33 +194,55 @@ fn demo_runs_a_read_only_precheck_and_asks_for_the_name_on_a_destructive_step() 
         std::thread::sleep(Duration::from_millis(150));
     };
     send(&mut s, b"r");
-    s.wait_for("the runbook list", |c| c.contains("Runbooks (") && c.contains("restore-postgres"));
+    s.wait_for("the runbook list", |c| {
+        c.contains("Runbooks (") && c.contains("restore-postgres")
+    });
     for _ in 0..4 {
         send(&mut s, b"j");
     }
     send(&mut s, b"\r");
-    s.wait_for("restore-postgres open", |c| c.contains("Restore PostgreSQL") && c.contains("check-target"));
+    s.wait_for("restore-postgres open", |c| {
+        c.contains("Restore PostgreSQL") && c.contains("check-target")
+    });
     send(&mut s, b"\r");
     s.wait_for("the confirm modal", |c| c.contains("Run this step?"));
     send(&mut s, b"y");
-    s.wait_for("the pre-check passing on staging", |c| c.contains("ok: postgres-0 is Running on staging") && c.contains("ok in"));
+    s.wait_for("the pre-check passing on staging", |c| {
+        c.contains("ok: postgres-0 is Running on staging") && c.contains("ok in")
+    });
     send(&mut s, b"G");
     send(&mut s, b"\r");
     // drop-scratch uses SCRATCH_DB: the variables form comes first, with its default.
-    s.wait_for("the variables form", |c| c.contains("Variables for this run") && c.contains("goapps_restore_check"));
+    s.wait_for("the variables form", |c| {
+        c.contains("Variables for this run") && c.contains("goapps_restore_check")
+    });
     send(&mut s, b"\r");
-    s.wait_for("the typed confirmation", |c| c.contains("DESTRUCTIVE step") && c.contains("Type staging"));
+    s.wait_for("the typed confirmation", |c| {
+        c.contains("DESTRUCTIVE step") && c.contains("Type staging")
+    });
     send(&mut s, b"\x1b");
-    s.wait_for("the modal to close", |c| c.contains("cancelled; nothing was run"));
+    s.wait_for("the modal to close", |c| {
+        c.contains("cancelled; nothing was run")
+    });
     send(&mut s, b"q");
     assert!(s.wait_exit().success());
-    let audit = std::fs::read_to_string(s._home.path().join("state/opsdeck/demo-audit.jsonl")).expect("the demo audit file");
+    let audit = std::fs::read_to_string(s._home.path().join("state/opsdeck/demo-audit.jsonl"))
+        .expect("the demo audit file");
     let events: Vec<(String, String)> = audit
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            (v["event"].as_str().unwrap().to_string(), v["step"].as_str().unwrap().to_string())
+            (
+                v["event"].as_str().unwrap().to_string(),
+                v["step"].as_str().unwrap().to_string(),
+            )
         })
         .collect();
-    assert_eq!(events, [("step_started".into(), "check-target".into()), ("step_finished".into(), "check-target".into())]);
+    assert_eq!(
+        events,
+        [
+            ("step_started".into(), "check-target".into()),
+            ("step_finished".into(), "check-target".into())
+        ]
+    );
 }

@@ -34,8 +34,12 @@ impl Env {
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_opsdeck"));
-        c.arg("--config").arg(&self.config).args(args).stdin(Stdio::null());
-        c.env("XDG_STATE_HOME", self.dir.path().join("state")).env_remove("TOKEN");
+        c.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null());
+        c.env("XDG_STATE_HOME", self.dir.path().join("state"))
+            .env_remove("TOKEN");
         c
     }
 
@@ -43,7 +47,10 @@ impl Env {
         std::fs::read_to_string(self.dir.path().join("audit.jsonl"))
             .unwrap_or_default()
             .lines()
-            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("unparseable audit line {l:?}: {e}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| panic!("unparseable audit line {l:?}: {e}"))
+            })
             .collect()
     }
 
@@ -53,7 +60,15 @@ impl Env {
 }
 
 fn events(audit: &[serde_json::Value]) -> Vec<(String, String)> {
-    audit.iter().map(|r| (r["event"].as_str().unwrap().to_string(), r["step"].as_str().unwrap_or("").to_string())).collect()
+    audit
+        .iter()
+        .map(|r| {
+            (
+                r["event"].as_str().unwrap().to_string(),
+                r["step"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -66,8 +81,18 @@ fn list_and_show_work_without_any_config() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["restore-postgres", "node-failure", "cert-renewal", "service-down", "database-connection-issues", "backup-failure"] {
-        assert!(text.lines().any(|l| l.starts_with(&format!("{name}\t"))), "{name} missing from:\n{text}");
+    for name in [
+        "restore-postgres",
+        "node-failure",
+        "cert-renewal",
+        "service-down",
+        "database-connection-issues",
+        "backup-failure",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{name}\t"))),
+            "{name} missing from:\n{text}"
+        );
     }
     let out = Command::new(env!("CARGO_BIN_EXE_opsdeck"))
         .args(["runbook", "show", "restore-postgres"])
@@ -76,22 +101,51 @@ fn list_and_show_work_without_any_config() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("Step 1 · check-target") && text.contains("[DESTRUCTIVE]"), "{text}");
+    assert!(
+        text.contains("Step 1 · check-target") && text.contains("[DESTRUCTIVE]"),
+        "{text}"
+    );
 }
 
 #[test]
 fn yes_runs_plain_steps_hands_values_on_and_records_them() {
     let env = Env::new();
-    let out = env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes", "--var", "WHO=x; rm -rf / $(id) `id` \"q\""]).output().unwrap();
+    let out = env
+        .cmd(&[
+            "runbook",
+            "run",
+            "plain",
+            "--cluster",
+            "staging",
+            "--yes",
+            "--var",
+            "WHO=x; rm -rf / $(id) `id` \"q\"",
+        ])
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("greeted=yes"), "{stdout}");
-    assert_eq!(std::fs::read(env.out("who")).unwrap(), b"x; rm -rf / $(id) `id` \"q\"\0", "one literal argument");
+    assert_eq!(
+        std::fs::read(env.out("who")).unwrap(),
+        b"x; rm -rf / $(id) `id` \"q\"\0",
+        "one literal argument"
+    );
     let audit = env.audit();
     assert_eq!(
         events(&audit),
-        [("step_started", "hello"), ("step_finished", "hello"), ("step_started", "after"), ("step_finished", "after")]
-            .map(|(a, b)| (a.to_string(), b.to_string()))
+        [
+            ("step_started", "hello"),
+            ("step_finished", "hello"),
+            ("step_started", "after"),
+            ("step_finished", "after")
+        ]
+        .map(|(a, b)| (a.to_string(), b.to_string()))
     );
     assert_eq!(audit[0]["confirmation"], "yes-flag");
     assert_eq!(audit[1]["exit_code"], 0);
@@ -102,35 +156,81 @@ fn yes_runs_plain_steps_hands_values_on_and_records_them() {
 #[test]
 fn a_failed_step_exits_5_and_the_run_resumes_from_it() {
     let env = Env::new();
-    let out = env.cmd(&["runbook", "run", "failing", "--cluster", "staging", "--yes"]).output().unwrap();
+    let out = env
+        .cmd(&["runbook", "run", "failing", "--cluster", "staging", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--from two"));
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("three"), "stop on failure");
-    let out = env.cmd(&["runbook", "run", "failing", "--cluster", "staging", "--yes", "--from", "two", "--var", "FIXED=1"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("three"),
+        "stop on failure"
+    );
+    let out = env
+        .cmd(&[
+            "runbook",
+            "run",
+            "failing",
+            "--cluster",
+            "staging",
+            "--yes",
+            "--from",
+            "two",
+            "--var",
+            "FIXED=1",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("two") && stdout.contains("three") && !stdout.contains("one"), "{stdout}");
+    assert!(
+        stdout.contains("two") && stdout.contains("three") && !stdout.contains("one"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn yes_never_covers_a_destructive_step_and_nothing_runs() {
     let env = Env::new();
-    let out = env.cmd(&["runbook", "run", "danger", "--cluster", "staging", "--yes"]).output().unwrap();
+    let out = env
+        .cmd(&["runbook", "run", "danger", "--cluster", "staging", "--yes"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(6));
     assert!(String::from_utf8_lossy(&out.stderr).contains("never covers"));
     assert!(env.audit().is_empty(), "nothing ran, nothing recorded");
     assert!(!env.out("changed").exists());
-    let out = env.cmd(&["runbook", "run", "danger", "--cluster", "staging"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(6), "no terminal and no --yes: refused");
+    let out = env
+        .cmd(&["runbook", "run", "danger", "--cluster", "staging"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "no terminal and no --yes: refused"
+    );
 }
 
 #[test]
 fn dry_run_shows_and_runs_nothing() {
     let env = Env::new();
-    let out = env.cmd(&["runbook", "run", "danger", "--cluster", "staging", "--dry-run"]).output().unwrap();
+    let out = env
+        .cmd(&[
+            "runbook",
+            "run",
+            "danger",
+            "--cluster",
+            "staging",
+            "--dry-run",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("echo changed") && err.contains("dry run"), "{err}");
+    assert!(
+        err.contains("echo changed") && err.contains("dry run"),
+        "{err}"
+    );
     assert!(!env.out("changed").exists());
     assert!(env.audit().is_empty());
 }
@@ -138,7 +238,19 @@ fn dry_run_shows_and_runs_nothing() {
 #[test]
 fn secret_variables_never_come_from_var_and_are_masked_from_the_environment() {
     let env = Env::new();
-    let out = env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes", "--var", "TOKEN=hunter2"]).output().unwrap();
+    let out = env
+        .cmd(&[
+            "runbook",
+            "run",
+            "plain",
+            "--cluster",
+            "staging",
+            "--yes",
+            "--var",
+            "TOKEN=hunter2",
+        ])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("secret"));
 }
@@ -146,8 +258,22 @@ fn secret_variables_never_come_from_var_and_are_masked_from_the_environment() {
 #[test]
 fn unknown_runbook_or_cluster_is_a_usage_error() {
     let env = Env::new();
-    assert_eq!(env.cmd(&["runbook", "run", "nope", "--cluster", "staging", "--yes"]).output().unwrap().status.code(), Some(3));
-    assert_eq!(env.cmd(&["runbook", "run", "plain", "--cluster", "nope", "--yes"]).output().unwrap().status.code(), Some(3));
+    assert_eq!(
+        env.cmd(&["runbook", "run", "nope", "--cluster", "staging", "--yes"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(3)
+    );
+    assert_eq!(
+        env.cmd(&["runbook", "run", "plain", "--cluster", "nope", "--yes"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(3)
+    );
 }
 
 fn wait_for_record(env: &Env, event: &str) {
@@ -164,28 +290,52 @@ fn wait_for_record(env: &Env, event: &str) {
 #[test]
 fn a_second_run_on_a_locked_cluster_is_refused_with_the_holder() {
     let env = Env::new();
-    let mut first = env.cmd(&["runbook", "run", "slow", "--cluster", "staging", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut first = env
+        .cmd(&["runbook", "run", "slow", "--cluster", "staging", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_record(&env, "step_started");
-    let out = env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"]).output().unwrap();
+    let out = env
+        .cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"])
+        .output()
+        .unwrap();
     let _ = first.kill();
     let _ = first.wait();
     assert_eq!(out.status.code(), Some(6));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("locked by") && err.contains("slow"), "{err}");
     // The kernel released the lock with the killed holder.
-    let out = env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = env
+        .cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn sigkill_during_a_step_leaves_the_start_record_intact() {
     let env = Env::new();
-    let mut child = env.cmd(&["runbook", "run", "slow", "--cluster", "staging", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = env
+        .cmd(&["runbook", "run", "slow", "--cluster", "staging", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     wait_for_record(&env, "step_started");
     child.kill().unwrap();
     child.wait().unwrap();
     let audit = env.audit();
-    assert_eq!(events(&audit), [("step_started".to_string(), "wait".to_string())]);
+    assert_eq!(
+        events(&audit),
+        [("step_started".to_string(), "wait".to_string())]
+    );
     assert_eq!(audit[0]["command"], "echo waiting\nsleep 30\n");
     assert!(audit[0]["user"].is_string() && audit[0]["host"].is_string());
 }
@@ -193,19 +343,35 @@ fn sigkill_during_a_step_leaves_the_start_record_intact() {
 #[test]
 fn log_lists_runs_and_exports_markdown() {
     let env = Env::new();
-    assert_eq!(env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"]).output().unwrap().status.code(), Some(0));
+    assert_eq!(
+        env.cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(0)
+    );
     let out = env.cmd(&["runbook", "log"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     let run_id = text.split('\t').next().unwrap().to_string();
-    assert!(text.contains("plain") && text.contains("ok 2 failed 0"), "{text}");
-    let out = env.cmd(&["runbook", "log", "--run", &run_id, "--markdown"]).output().unwrap();
+    assert!(
+        text.contains("plain") && text.contains("ok 2 failed 0"),
+        "{text}"
+    );
+    let out = env
+        .cmd(&["runbook", "log", "--run", &run_id, "--markdown"])
+        .output()
+        .unwrap();
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains("| hello | step_finished | ok |"), "{md}");
 }
 
 #[test]
 fn every_embedded_step_passes_the_runbook_lint() {
-    let out = Command::new("bash").arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lint-runbooks.sh")).output().expect("bash runs");
+    let out = Command::new("bash")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lint-runbooks.sh"))
+        .output()
+        .expect("bash runs");
     assert!(
         out.status.success(),
         "lint-runbooks failed (needs shellcheck: apt-get install shellcheck):\n{}{}",

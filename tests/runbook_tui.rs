@@ -24,8 +24,16 @@ fn now() -> Timestamp {
 fn state(read_only: bool) -> AppState {
     let config = Config {
         clusters: vec![
-            ClusterConfig { name: "staging".into(), ..Default::default() },
-            ClusterConfig { name: "production".into(), protected: true, read_only, ..Default::default() },
+            ClusterConfig {
+                name: "staging".into(),
+                ..Default::default()
+            },
+            ClusterConfig {
+                name: "production".into(),
+                protected: true,
+                read_only,
+                ..Default::default()
+            },
         ],
         ..Default::default()
     };
@@ -65,7 +73,15 @@ fn a_plain_step_runs_after_one_key_with_exactly_the_shown_command() {
     assert!(matches!(s.modal, Some(Modal::Confirm { typed: None, .. })));
     let effects = keys(&mut s, &["y"]);
     match &effects[..] {
-        [Effect::Runbook(RunCommand::Step { index: 0, command, confirmation: Confirmation::Key, cluster: 0, .. })] => {
+        [
+            Effect::Runbook(RunCommand::Step {
+                index: 0,
+                command,
+                confirmation: Confirmation::Key,
+                cluster: 0,
+                ..
+            }),
+        ] => {
             assert_eq!(command, "echo look\n")
         }
         other => panic!("unexpected effects {other:?}"),
@@ -77,15 +93,31 @@ fn a_plain_step_runs_after_one_key_with_exactly_the_shown_command() {
 fn a_destructive_step_needs_the_cluster_name_typed() {
     let mut s = state(false);
     keys(&mut s, &["tab", "r", "enter", "j", "enter"]);
-    assert!(matches!(s.modal, Some(Modal::Confirm { typed: Some(_), .. })));
-    assert!(keys(&mut s, &["y", "enter"]).is_empty(), "y is text here, and 'y' is not the name");
-    let Some(Modal::Confirm { error: Some(e), .. }) = &s.modal else { panic!("expected an error in the modal") };
+    assert!(matches!(
+        s.modal,
+        Some(Modal::Confirm { typed: Some(_), .. })
+    ));
+    assert!(
+        keys(&mut s, &["y", "enter"]).is_empty(),
+        "y is text here, and 'y' is not the name"
+    );
+    let Some(Modal::Confirm { error: Some(e), .. }) = &s.modal else {
+        panic!("expected an error in the modal")
+    };
     assert!(e.contains("type production"));
     keys(&mut s, &["backspace"]);
     assert!(typed(&mut s, "production").is_empty());
     let effects = keys(&mut s, &["enter"]);
     assert!(
-        matches!(&effects[..], [Effect::Runbook(RunCommand::Step { index: 1, cluster: 1, confirmation: Confirmation::Typed, .. })]),
+        matches!(
+            &effects[..],
+            [Effect::Runbook(RunCommand::Step {
+                index: 1,
+                cluster: 1,
+                confirmation: Confirmation::Typed,
+                ..
+            })]
+        ),
         "{effects:?}"
     );
     let screen = draw(&s, 80, 24);
@@ -97,24 +129,58 @@ fn esc_cancels_and_read_only_refuses_destructive_steps_without_a_modal() {
     let mut s = state(true);
     keys(&mut s, &["tab", "r", "enter", "enter", "esc"]);
     assert!(s.modal.is_none());
-    assert_eq!(s.run.as_ref().unwrap().notice.as_deref(), Some("cancelled; nothing was run"));
+    assert_eq!(
+        s.run.as_ref().unwrap().notice.as_deref(),
+        Some("cancelled; nothing was run")
+    );
     let effects = keys(&mut s, &["j", "enter"]);
     assert!(effects.is_empty() && s.modal.is_none());
-    assert!(s.run.as_ref().unwrap().notice.as_ref().unwrap().contains("read-only"));
+    assert!(
+        s.run
+            .as_ref()
+            .unwrap()
+            .notice
+            .as_ref()
+            .unwrap()
+            .contains("read-only")
+    );
 }
 
 #[test]
 fn executor_reports_drive_step_states_output_and_the_cursor() {
     let mut s = state(false);
     keys(&mut s, &["r", "enter"]);
-    update(&mut s, Event::Run(RunEvent::Started { run_id: "r1".into(), cluster: 0, audit: "/tmp/a.jsonl".into() }));
+    update(
+        &mut s,
+        Event::Run(RunEvent::Started {
+            run_id: "r1".into(),
+            cluster: 0,
+            audit: "/tmp/a.jsonl".into(),
+        }),
+    );
     update(&mut s, Event::Run(RunEvent::StepStarted { index: 0 }));
     assert_eq!(s.run.as_ref().unwrap().states[0], StepState::Running);
-    assert!(keys(&mut s, &["enter"]).is_empty() && s.modal.is_none(), "no second step while one runs");
+    assert!(
+        keys(&mut s, &["enter"]).is_empty() && s.modal.is_none(),
+        "no second step while one runs"
+    );
     let cancel = keys(&mut s, &["c"]);
     assert_eq!(cancel.len(), 1);
-    update(&mut s, Event::Run(RunEvent::Output { index: 0, lines: vec!["look".into()] }));
-    update(&mut s, Event::Run(RunEvent::StepFinished { index: 0, state: StepState::Ok, duration_ms: 120 }));
+    update(
+        &mut s,
+        Event::Run(RunEvent::Output {
+            index: 0,
+            lines: vec!["look".into()],
+        }),
+    );
+    update(
+        &mut s,
+        Event::Run(RunEvent::StepFinished {
+            index: 0,
+            state: StepState::Ok,
+            duration_ms: 120,
+        }),
+    );
     let r = s.run.as_ref().unwrap();
     assert_eq!(r.states[0], StepState::Ok);
     assert_eq!(r.cursor, 1, "the cursor moves on after a step succeeds");

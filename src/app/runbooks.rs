@@ -207,13 +207,6 @@ pub fn request_run(state: &mut AppState, edited_command: Option<String>) -> Vec<
         ));
         return vec![];
     }
-    if step.attrs.interactive {
-        view.notice = Some(format!(
-            "step {} is interactive: run it from a shell with `opsdeck runbook run {} --cluster {target_name} --from {}`",
-            step.number, view.runbook.name, step.name
-        ));
-        return vec![];
-    }
     if let Some(cmd) = edited_command {
         view.edited.insert(i, cmd);
     }
