@@ -266,17 +266,12 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             drop(input);
             restore();
             let _ = run_commands.send(cmd);
-            loop {
-                match run_events.recv().await {
-                    Some(ev) => {
-                        let finished =
-                            matches!(ev, RunEvent::StepFinished { .. } | RunEvent::Refused { .. });
-                        update(&mut state, Event::Run(ev));
-                        if finished {
-                            break;
-                        }
-                    }
-                    None => break,
+            while let Some(ev) = run_events.recv().await {
+                let finished =
+                    matches!(ev, RunEvent::StepFinished { .. } | RunEvent::Refused { .. });
+                update(&mut state, Event::Run(ev));
+                if finished {
+                    break;
                 }
             }
             terminal::enable_raw_mode()?;
