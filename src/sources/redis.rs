@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -402,16 +402,16 @@ pub async fn check_volume(
         kind: None,
         error: None,
     };
-    let result: Result<(PodTemplateSpec, Vec<String>), String> = async {
+    let result: Result<Option<(String, String)>, String> = async {
         let client = crate::sources::kube::client_for(cluster).await?;
         let describe = |e: kube::Error| match e {
             kube::Error::Api(s) => format!("reading {kind} {ns}/{name}: {} {}", s.code, s.reason),
             other => format!("reading {kind} {ns}/{name}: {other}"),
         };
         let get = async {
-            match kind.as_str() {
+            let (template, claims, selector) = match kind.as_str() {
                 "statefulset" => {
-                    let s = kube::Api::<StatefulSet>::namespaced(client, ns)
+                    let s = kube::Api::<StatefulSet>::namespaced(client.clone(), ns)
                         .get(name)
                         .await
                         .map_err(describe)?;
@@ -422,23 +422,46 @@ pub async fn check_volume(
                         .into_iter()
                         .filter_map(|c| c.metadata.name)
                         .collect();
-                    Ok((spec.template, claims))
+                    (spec.template, claims, spec.selector)
                 }
                 "daemonset" => {
-                    let d = kube::Api::<DaemonSet>::namespaced(client, ns)
+                    let d = kube::Api::<DaemonSet>::namespaced(client.clone(), ns)
                         .get(name)
                         .await
                         .map_err(describe)?;
-                    Ok((d.spec.template, vec![]))
+                    (d.spec.template, vec![], d.spec.selector)
                 }
                 _ => {
-                    let d = kube::Api::<Deployment>::namespaced(client, ns)
+                    let d = kube::Api::<Deployment>::namespaced(client.clone(), ns)
                         .get(name)
                         .await
                         .map_err(describe)?;
-                    Ok((d.spec.template, vec![]))
+                    (d.spec.template, vec![], d.spec.selector)
                 }
+            };
+            if let Some(found) = data_volume(&template, &claims) {
+                return Ok(Some(found));
             }
+            // A template without the volume (some generated manifests, the simulator): the
+            // pods that run say what is actually mounted.
+            let labels = selector
+                .match_labels
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let pods = kube::Api::<Pod>::namespaced(client, ns)
+                .list(&kube::api::ListParams::default().labels(&labels))
+                .await
+                .map_err(describe)?;
+            Ok(pods.items.into_iter().find_map(|p| {
+                let t = PodTemplateSpec {
+                    metadata: None,
+                    spec: p.spec,
+                };
+                data_volume(&t, &claims)
+            }))
         };
         tokio::time::timeout(TIMEOUT, get).await.map_err(|_| {
             format!(
@@ -449,13 +472,11 @@ pub async fn check_volume(
     }
     .await;
     match result {
-        Ok((template, claims)) => match data_volume(&template, &claims) {
-            Some((n, k)) => {
-                check.name = Some(n);
-                check.kind = Some(k);
-            }
-            None => check.error = Some("no data volume found in the pod template".into()),
-        },
+        Ok(Some((n, k))) => {
+            check.name = Some(n);
+            check.kind = Some(k);
+        }
+        Ok(None) => check.error = Some("no data volume found in the pod template".into()),
         Err(e) => check.error = Some(e),
     }
     check
