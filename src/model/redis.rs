@@ -167,7 +167,7 @@ pub fn findings(snap: &RedisSnapshot, _now: Timestamp) -> Vec<RawFinding> {
             Severity::Crit,
             SOURCE,
             "no-persistence",
-            "no persistence at all (save \"\" and appendonly no): data is lost on restart; enable AOF or save points",
+            "data is lost on restart: no persistence at all (save \"\" and appendonly no); enable AOF or save points",
         ));
     } else if !snap.aof_enabled && rdb.is_none() && !snap.has_saved() {
         let why = match &snap.save {
