@@ -13,6 +13,11 @@ missing=()
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 command -v stty >/dev/null 2>&1 || missing+=(coreutils)
 command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+# Real servers for the PgBouncer and Redis tests (PostgreSQL's binaries live under
+# /usr/lib/postgresql/*/bin, not on PATH).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ] || missing+=(pgbouncer)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "test.sh: installing ${missing[*]}" >&2
   "${SUDO[@]}" apt-get update -qq

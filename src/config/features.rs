@@ -47,6 +47,7 @@ const REDIS: &[(&str, Kind)] = &[
     ("tls", Kind::Bool),
     ("ca_file", Kind::Path),
     ("workload", Kind::Workload),
+    ("poll", Kind::Duration),
 ];
 const BACKUPS: &[(&str, Kind)] = &[
     ("max_age", Kind::Duration),
@@ -82,7 +83,7 @@ const ARGOCD: &[(&str, Kind)] = &[
 
 /// Features whose code exists; the others get a "not built yet" warning so nobody expects a
 /// panel that is not there. Add a feature here when it lands.
-const BUILT: &[&str] = &[];
+const BUILT: &[&str] = &["pgbouncer", "redis"];
 
 pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut Diagnostics<'_>) {
     let (spec, title) = match feature {

@@ -3,6 +3,8 @@
 
 pub mod findings;
 pub mod kube;
+pub mod pgbouncer;
+pub mod redis;
 pub use kube::Phase;
 
 pub use findings::{Finding, FindingTracker, Severity};

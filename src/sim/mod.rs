@@ -17,6 +17,8 @@
 pub mod churn;
 pub mod cluster;
 pub mod logs;
+pub mod pgbouncer;
+pub mod redis;
 pub mod seed;
 pub mod server;
 pub mod store;
@@ -69,6 +71,8 @@ pub struct Fleet {
     kubeconfig: PathBuf,
     config: PathBuf,
     clusters: Vec<SimCluster>,
+    /// Per cluster, in `clusters` order: the PgBouncer console and Redis (issue 4).
+    data: Vec<(pgbouncer::SimPgbouncer, redis::SimRedis)>,
 }
 
 impl Fleet {
@@ -85,19 +89,32 @@ impl Fleet {
                 .with_context(|| format!("starting simulated cluster {}", env.name()))?;
             clusters.push(c);
         }
+        let mut data = Vec::new();
+        for env in [Env::Staging, Env::Production] {
+            data.push((
+                pgbouncer::SimPgbouncer::start(env).await?,
+                redis::SimRedis::start(env).await?,
+            ));
+        }
+        let password_file = dir.path().join("pgbouncer-password");
+        write_secret(&password_file, pgbouncer::PASSWORD)?;
         let kubeconfig = dir.path().join("kubeconfig");
         let config = dir.path().join("config.toml");
         std::fs::write(&kubeconfig, kubeconfig_text(&clusters))
             .with_context(|| format!("writing {}", kubeconfig.display()))?;
         std::fs::create_dir_all(dir.path().join("locks"))
             .with_context(|| format!("creating {}", dir.path().join("locks").display()))?;
-        std::fs::write(&config, config_text(dir.path(), &kubeconfig))
-            .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(
+            &config,
+            config_text(dir.path(), &kubeconfig, &data_tables(&data, &password_file)),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
         Ok(Fleet {
             dir,
             kubeconfig,
             config,
             clusters,
+            data,
         })
     }
 
@@ -128,6 +145,25 @@ impl Fleet {
             ("kubeconfig".into(), self.kubeconfig.display().to_string()),
             ("config".into(), self.config.display().to_string()),
         ]
+        .into_iter()
+        .chain(
+            self.clusters
+                .iter()
+                .zip(&self.data)
+                .flat_map(|(c, (p, r))| {
+                    [
+                        (format!("pgbouncer-{}", c.name()), p.addr().to_string()),
+                        (format!("redis-{}", c.name()), r.addr().to_string()),
+                    ]
+                }),
+        )
+        .collect()
+    }
+
+    /// The simulated PgBouncer console and Redis of cluster `name`.
+    pub fn data_servers(&self, name: &str) -> Option<(&pgbouncer::SimPgbouncer, &redis::SimRedis)> {
+        let i = self.clusters.iter().position(|c| c.name() == name)?;
+        self.data.get(i).map(|(p, r)| (p, r))
     }
 
     /// Stops both servers and removes the files.
@@ -156,7 +192,39 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-fn config_text(dir: &Path, kubeconfig: &Path) -> String {
+fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(value.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// Each cluster's `[cluster.pgbouncer]` and `[cluster.redis]` tables.
+fn data_tables(
+    data: &[(pgbouncer::SimPgbouncer, redis::SimRedis)],
+    password: &Path,
+) -> Vec<String> {
+    data.iter()
+        .map(|(p, r)| {
+            format!(
+                "[cluster.pgbouncer]\naddress = \"{}\"\nuser = \"{}\"\npassword_file = {}\n\
+                 [cluster.redis]\naddress = \"{}\"\nworkload = \"database/deployment/redis\"\n",
+                p.addr(),
+                pgbouncer::USER,
+                toml_str(&password.display().to_string()),
+                r.addr()
+            )
+        })
+        .collect()
+}
+
+fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
     let kc = toml_str(&kubeconfig.display().to_string());
     let mut out =
         String::from("# opsdeck config for the simulated fleet, written by `opsdeck sim`.\n");
@@ -165,7 +233,7 @@ fn config_text(dir: &Path, kubeconfig: &Path) -> String {
         toml_str(&dir.join("audit.jsonl").display().to_string()),
         toml_str(&dir.join("locks").display().to_string())
     ));
-    for env in [Env::Staging, Env::Production] {
+    for (i, env) in [Env::Staging, Env::Production].into_iter().enumerate() {
         out.push_str(&format!(
             "[[cluster]]\nname = \"{n}\"\nkubeconfig = {kc}\ncontext = \"{n}\"\napp_namespace = \"{ns}\"\n",
             n = env.name(),
@@ -174,6 +242,7 @@ fn config_text(dir: &Path, kubeconfig: &Path) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
+        out.push_str(tables.get(i).map_or("", String::as_str));
     }
     out
 }

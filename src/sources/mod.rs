@@ -2,6 +2,8 @@
 //! Nothing here touches the terminal.
 
 pub mod kube;
+pub mod pgbouncer;
+pub mod redis;
 
 use std::sync::Arc;
 
@@ -43,11 +45,17 @@ impl Feature {
 
 /// One feature's snapshot. Each feature adds its variant.
 #[derive(Debug, Clone)]
-pub enum FeatureData {}
+pub enum FeatureData {
+    Pgbouncer(Arc<crate::model::pgbouncer::PgbouncerSnapshot>),
+    Redis(Arc<crate::model::redis::RedisSnapshot>),
+}
 
 impl FeatureData {
     pub fn feature(&self) -> Feature {
-        match *self {}
+        match self {
+            FeatureData::Pgbouncer(_) => Feature::Pgbouncer,
+            FeatureData::Redis(_) => Feature::Redis,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ mod help;
 mod overview;
 mod runbooks;
 pub mod theme;
+pub mod tiles;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,0 +1,426 @@
+//! The PgBouncer source: polls one cluster's admin console (database `pgbouncer`) with the
+//! simple query protocol only (the console refuses the extended one), reads `SHOW VERSION`,
+//! `SHOW POOLS`, `SHOW STATS` and `SHOW DATABASES` by column name, and publishes whole
+//! [`PgbouncerSnapshot`]s. Also owns the two steps both database-ish sources share: reaching
+//! an [`Endpoint`] ([`connect_endpoint`]) and reading a secret ([`resolve_secret`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use tokio::net::TcpStream;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio_postgres::SimpleQueryMessage;
+use tokio_util::sync::CancellationToken;
+
+use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
+use crate::config::{ClusterConfig, Endpoint, SecretRef, parse_duration};
+use crate::model::pgbouncer::{self, PgbouncerSnapshot, ResultTable, Thresholds};
+
+/// How long one connect or one poll may take before it counts as a failure.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// What went wrong talking to the admin console; the text is what the panel shows.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PgbouncerError {
+    #[error("PgBouncer config: {0}")]
+    Config(String),
+    #[error(
+        "PgBouncer console at {addr} is unreachable: {reason}; check that PgBouncer runs and the address is right"
+    )]
+    Unreachable { addr: String, reason: String },
+    #[error(
+        "PgBouncer console at {addr} refused user {user:?}: authentication failed ({detail}); check the password and that the user is in admin_users or stats_users"
+    )]
+    Auth {
+        addr: String,
+        user: String,
+        detail: String,
+    },
+    #[error("PgBouncer console at {addr}: {what} failed: {detail}")]
+    Query {
+        addr: String,
+        what: String,
+        detail: String,
+    },
+    #[error("PgBouncer console at {addr}: {0}", addr = .1)]
+    Parse(pgbouncer::ParseError, String),
+}
+
+/// The `[cluster.pgbouncer]` table, read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgbouncerConfig {
+    pub endpoint: Endpoint,
+    pub user: String,
+    pub password: Option<SecretRef>,
+    pub poll: Duration,
+    pub thresholds: Thresholds,
+}
+
+impl PgbouncerConfig {
+    /// Reads the table (already checked by `config check`); defaults: user `pgbouncer`,
+    /// poll 2s, wait_warn 1s, wait_crit 5s.
+    pub fn from_table(t: &toml::Table) -> Result<PgbouncerConfig, String> {
+        let endpoint = Endpoint::from_table(t)?
+            .ok_or("needs an endpoint: address = \"host:port\" or service = \"ns/name:port\"")?;
+        let dur = |key: &str, default: u64| -> Result<Duration, String> {
+            match t.get(key).and_then(toml::Value::as_str) {
+                Some(s) => parse_duration(s).map_err(|e| format!("{key}: {e}")),
+                None => Ok(Duration::from_secs(default)),
+            }
+        };
+        Ok(PgbouncerConfig {
+            endpoint,
+            user: t
+                .get("user")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("pgbouncer")
+                .to_string(),
+            password: SecretRef::from_table(t, "password")?,
+            poll: dur("poll", 2)?.max(Duration::from_millis(100)),
+            thresholds: Thresholds {
+                wait_warn: dur("wait_warn", 1)?,
+                wait_crit: dur("wait_crit", 5)?,
+            },
+        })
+    }
+}
+
+/// Whether the cluster has a `[cluster.pgbouncer]` table.
+pub fn configured(cluster: &ClusterConfig) -> bool {
+    cluster.pgbouncer.is_some()
+}
+
+/// Opens a TCP connection to an endpoint: the one place that decides how a server is reached.
+pub async fn connect_endpoint(endpoint: &Endpoint) -> Result<TcpStream, String> {
+    match endpoint {
+        Endpoint::Address { host, port } => {
+            match tokio::time::timeout(TIMEOUT, TcpStream::connect((host.as_str(), *port))).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    Ok(s)
+                }
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    Err("connection refused".into())
+                }
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", TIMEOUT.as_secs())),
+            }
+        }
+        Endpoint::Url(url) => {
+            // `tcp://host:port` or a bare authority after the scheme: take the authority.
+            let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let (host, port) = authority
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                .ok_or_else(|| format!("url {url} names no port"))?;
+            Box::pin(connect_endpoint(&Endpoint::Address {
+                host: host.to_string(),
+                port,
+            }))
+            .await
+        }
+        Endpoint::Service { .. } => Err("service endpoints need the port-forward machinery".into()),
+    }
+}
+
+/// Reads a secret from the environment, a file or the cluster's Kubernetes API. Errors name
+/// where the secret is, never its value.
+pub async fn resolve_secret(cluster: &ClusterConfig, secret: &SecretRef) -> Result<String, String> {
+    let SecretRef::Kube {
+        namespace,
+        name,
+        key,
+    } = secret
+    else {
+        return secret.resolve_local();
+    };
+    let client = crate::sources::kube::client_for(cluster).await?;
+    let api: kube::Api<Secret> = kube::Api::namespaced(client, namespace);
+    let s = tokio::time::timeout(TIMEOUT, api.get(name))
+        .await
+        .map_err(|_| {
+            format!(
+                "reading secret {namespace}/{name}: no answer within {}s",
+                TIMEOUT.as_secs()
+            )
+        })?
+        .map_err(|e| match e {
+            kube::Error::Api(s) => {
+                format!("reading secret {namespace}/{name}: {} {}", s.code, s.reason)
+            }
+            other => format!("reading secret {namespace}/{name}: {other}"),
+        })?;
+    let bytes = s
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .ok_or_else(|| format!("secret {namespace}/{name} has no key {key}"))?;
+    String::from_utf8(bytes.0.clone())
+        .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|_| format!("secret {namespace}/{name}:{key} is not UTF-8 text"))
+}
+
+/// Turns a simple-query reply into tables, one per statement: the columns come from the
+/// RowDescription (sent even when there are no rows), values as text.
+pub fn tables(messages: &[SimpleQueryMessage]) -> Vec<ResultTable> {
+    let mut out: Vec<ResultTable> = Vec::new();
+    let mut current: Option<ResultTable> = None;
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                current = Some(ResultTable {
+                    columns: cols.iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+            }
+            SimpleQueryMessage::Row(row) => {
+                let t = current.get_or_insert_with(|| ResultTable {
+                    columns: row.columns().iter().map(|c| c.name().to_string()).collect(),
+                    rows: Vec::new(),
+                });
+                t.rows.push(
+                    (0..row.len())
+                        .map(|i| row.get(i).map(str::to_string))
+                        .collect(),
+                );
+            }
+            SimpleQueryMessage::CommandComplete(_) => {
+                out.extend(current.take());
+            }
+            _ => {}
+        }
+    }
+    out.extend(current);
+    out
+}
+
+/// An open admin console session.
+pub struct Console {
+    client: tokio_postgres::Client,
+    addr: String,
+}
+
+impl Console {
+    /// Connects and logs in to the admin console (database `pgbouncer`).
+    pub async fn connect(
+        endpoint: &Endpoint,
+        user: &str,
+        password: Option<&str>,
+    ) -> Result<Console, PgbouncerError> {
+        let addr = endpoint.to_string();
+        let stream =
+            connect_endpoint(endpoint)
+                .await
+                .map_err(|reason| PgbouncerError::Unreachable {
+                    addr: addr.clone(),
+                    reason,
+                })?;
+        let mut config = tokio_postgres::Config::new();
+        config
+            .user(user)
+            .dbname("pgbouncer")
+            .application_name("opsdeck");
+        if let Some(p) = password {
+            config.password(p);
+        }
+        let connected =
+            tokio::time::timeout(TIMEOUT, config.connect_raw(stream, tokio_postgres::NoTls)).await;
+        let (client, connection) = match connected {
+            Err(_) => {
+                return Err(PgbouncerError::Unreachable {
+                    addr,
+                    reason: format!("no login answer within {}s", TIMEOUT.as_secs()),
+                });
+            }
+            Ok(Err(e)) => return Err(classify_login(&e, addr, user)),
+            Ok(Ok(c)) => c,
+        };
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "pgbouncer console connection ended");
+            }
+        });
+        Ok(Console { client, addr })
+    }
+
+    /// Runs one `SHOW` command and returns its table.
+    pub async fn show(&self, what: &str) -> Result<ResultTable, PgbouncerError> {
+        let q = format!("SHOW {what}");
+        let err = |detail: String| PgbouncerError::Query {
+            addr: self.addr.clone(),
+            what: q.clone(),
+            detail,
+        };
+        let messages = tokio::time::timeout(TIMEOUT, self.client.simple_query(&q))
+            .await
+            .map_err(|_| err(format!("no answer within {}s", TIMEOUT.as_secs())))?
+            .map_err(|e| err(describe(&e)))?;
+        tables(&messages)
+            .into_iter()
+            .next()
+            .ok_or_else(|| err("no result set".into()))
+    }
+
+    /// One poll: the four SHOW commands, parsed.
+    pub async fn poll(
+        &self,
+        prev: Option<&PgbouncerSnapshot>,
+        thresholds: Thresholds,
+    ) -> Result<PgbouncerSnapshot, PgbouncerError> {
+        let parse = |e| PgbouncerError::Parse(e, self.addr.clone());
+        let version = pgbouncer::parse_version(&self.show("VERSION").await?).map_err(parse)?;
+        let pools = pgbouncer::parse_pools(&self.show("POOLS").await?).map_err(parse)?;
+        let stats = pgbouncer::parse_stats(&self.show("STATS").await?).map_err(parse)?;
+        let databases =
+            pgbouncer::parse_databases(&self.show("DATABASES").await?).map_err(parse)?;
+        Ok(pgbouncer::build(
+            prev,
+            version,
+            pools,
+            databases,
+            stats,
+            jiff::Timestamp::now(),
+            thresholds,
+        ))
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => {
+            let mut msg = e.to_string();
+            let mut src = std::error::Error::source(e);
+            while let Some(s) = src {
+                msg = s.to_string();
+                src = s.source();
+            }
+            msg
+        }
+    }
+}
+
+/// Tells a refused login apart from a console that cannot be talked to.
+fn classify_login(e: &tokio_postgres::Error, addr: String, user: &str) -> PgbouncerError {
+    let detail = describe(e);
+    let lower = detail.to_lowercase();
+    let auth = e
+        .as_db_error()
+        .is_some_and(|db| db.code().code().starts_with("28"))
+        || ["authentication", "password", "not allowed", "no such user"]
+            .iter()
+            .any(|w| lower.contains(w));
+    if auth {
+        PgbouncerError::Auth {
+            addr,
+            user: user.to_string(),
+            detail,
+        }
+    } else {
+        PgbouncerError::Unreachable {
+            addr,
+            reason: detail,
+        }
+    }
+}
+
+/// Runs the PgBouncer source of cluster `index` until `cancel` fires.
+pub async fn run(
+    index: usize,
+    cluster: ClusterConfig,
+    tx: UnboundedSender<SourceEvent>,
+    cancel: CancellationToken,
+) {
+    let send = |update| {
+        tx.send(SourceEvent {
+            cluster: index,
+            update,
+        })
+        .is_ok()
+    };
+    let fail = |reason: String| {
+        send(SourceUpdate::FeatureFailing {
+            feature: Feature::Pgbouncer,
+            reason,
+        })
+    };
+    let Some(table) = cluster.pgbouncer.as_ref() else {
+        return;
+    };
+    let config = match PgbouncerConfig::from_table(table) {
+        Ok(c) => c,
+        Err(e) => {
+            fail(PgbouncerError::Config(e).to_string());
+            return;
+        }
+    };
+    let mut console: Option<Console> = None;
+    let mut prev: Option<Arc<PgbouncerSnapshot>> = None;
+    let mut backoff = Duration::from_millis(500);
+    let mut last_failure: Option<String> = None;
+    loop {
+        // One poll in flight at most: connect, poll, then sleep, all in this one task.
+        let result = async {
+            if console.as_ref().is_none_or(Console::is_closed) {
+                let password = match &config.password {
+                    Some(s) => Some(
+                        resolve_secret(&cluster, s)
+                            .await
+                            .map_err(|e| PgbouncerError::Config(format!("password: {e}")))?,
+                    ),
+                    None => None,
+                };
+                console = Some(
+                    Console::connect(&config.endpoint, &config.user, password.as_deref()).await?,
+                );
+            }
+            match &console {
+                Some(c) => c.poll(prev.as_deref(), config.thresholds).await,
+                None => Err(PgbouncerError::Config("no console".into())),
+            }
+        };
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = result => r,
+        };
+        let wait = match result {
+            Ok(snap) => {
+                let snap = Arc::new(snap);
+                prev = Some(snap.clone());
+                last_failure = None;
+                backoff = Duration::from_millis(500);
+                if !send(SourceUpdate::Feature(FeatureData::Pgbouncer(snap))) {
+                    return;
+                }
+                config.poll
+            }
+            Err(e) => {
+                console = None;
+                let reason = e.to_string();
+                tracing::debug!(cluster = %cluster.name, %reason, "pgbouncer poll failed");
+                if last_failure.as_ref() != Some(&reason) {
+                    last_failure = Some(reason.clone());
+                    if !fail(reason) {
+                        return;
+                    }
+                }
+                let w = backoff;
+                backoff = (backoff * 2)
+                    .min(MAX_BACKOFF)
+                    .min(config.poll.max(Duration::from_secs(1)) * 4);
+                w
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
