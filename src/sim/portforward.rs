@@ -362,7 +362,7 @@ async fn bridge(
             msg = socket.recv() => match msg {
                 Some(Ok(Message::Binary(b))) if b.len() > 1 => {
                     let ch = b[0] as usize;
-                    if ch % 2 == 0
+                    if ch.is_multiple_of(2)
                         && let Some(Some(w)) = writers.get_mut(ch / 2)
                         && w.write_all(&b[1..]).await.is_err()
                     {
