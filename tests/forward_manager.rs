@@ -356,6 +356,48 @@ async fn unreachable_cluster_is_reported_as_such() {
 }
 
 #[tokio::test]
+async fn api_server_going_away_shows_reconnecting_until_it_is_back() {
+    let (fleet, config) = fleet().await;
+    let forwards = Forwards::new(&config);
+    let addr = forwards.start("staging/jaeger").await.expect("opens");
+    let mut rx = forwards.subscribe();
+    let cluster = fleet.cluster("staging").expect("staging");
+    cluster.kill().await;
+    // A connection now cannot get a stream; the local side is closed and the forward says why.
+    let mut s = TcpStream::connect(addr)
+        .await
+        .expect("the listener stays up");
+    let mut buf = [0u8; 1];
+    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+        .await
+        .expect("closed in time");
+    assert!(matches!(n, Ok(0) | Err(_)), "{n:?}");
+    let snap = wait_snapshot(&mut rx, "reconnecting while the API is down", |s| {
+        s.get("staging/jaeger").is_some_and(
+            |f| matches!(&f.state, ForwardState::Reconnecting(why) if why.contains("unreachable")),
+        )
+    })
+    .await;
+    assert!(!snap.get("staging/jaeger").expect("status").state.is_up());
+    cluster.restart().await.expect("API back");
+    wait_snapshot(&mut rx, "listening again", |s| {
+        s.get("staging/jaeger")
+            .is_some_and(|f| f.state == ForwardState::Listening)
+    })
+    .await;
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(b"hello").await.expect("write");
+    let mut got = [0u8; 5];
+    tokio::time::timeout(WAIT, s.read_exact(&mut got))
+        .await
+        .expect("in time")
+        .expect("echo");
+    assert_eq!(&got, b"hello");
+    forwards.shutdown().await;
+    fleet.shutdown().await;
+}
+
+#[tokio::test]
 async fn service_endpoint_reads_through_a_shared_internal_forward() {
     let (fleet, config) = fleet().await;
     let staging = config.cluster("staging").expect("staging").clone();

@@ -141,8 +141,38 @@ pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
         .join(",")
 }
 
+/// How long one API exchange (a lookup, a port-forward upgrade) may take: kube-rs has no
+/// read timeout of its own, and a stalled API server must show as a problem, not as health.
+pub const API_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// `fut`, or `Unreachable` when the cluster does not answer within [`API_TIMEOUT`].
+pub async fn in_time<T>(
+    cluster: &str,
+    fut: impl Future<Output = Result<T, ForwardError>>,
+) -> Result<T, ForwardError> {
+    tokio::time::timeout(API_TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ForwardError::Unreachable {
+                cluster: cluster.to_string(),
+                detail: format!(
+                    "the API server did not answer within {}s",
+                    API_TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
 /// Looks the target up in the cluster and picks the pod and port to open now.
 pub async fn resolve(
+    client: &Client,
+    cluster: &str,
+    target: &ForwardTarget,
+) -> Result<Resolved, ForwardError> {
+    in_time(cluster, resolve_now(client, cluster, target)).await
+}
+
+async fn resolve_now(
     client: &Client,
     cluster: &str,
     target: &ForwardTarget,

@@ -28,8 +28,8 @@ struct Inner {
     audit: Option<AuditLog>,
     actor: Actor,
     slots: Mutex<HashMap<String, Slot>>,
-    /// Serialises start/stop of the same shortcut.
-    busy: tokio::sync::Mutex<()>,
+    /// Serialises start/stop of the same shortcut (a slow cluster does not hold up others).
+    busy: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     changed: Arc<Notify>,
     tx: watch::Sender<Arc<ForwardSnapshot>>,
     publisher: Mutex<Option<JoinHandle<()>>>,
@@ -59,7 +59,7 @@ impl Forwards {
             audit,
             actor: Actor::current(),
             slots: Mutex::new(HashMap::new()),
-            busy: tokio::sync::Mutex::new(()),
+            busy: Mutex::new(HashMap::new()),
             changed: Arc::new(Notify::new()),
             tx,
             publisher: Mutex::new(None),
@@ -123,7 +123,8 @@ impl Forwards {
     /// accepted a port-forward to its pod. Starting a running forward returns its address.
     pub async fn start(&self, id: &str) -> Result<SocketAddr, ForwardError> {
         let (f, c) = self.find(id)?;
-        let _busy = self.inner.busy.lock().await;
+        let busy = self.busy(id);
+        let _busy = busy.lock().await;
         if let Some(Slot::Running(t)) = self.slots().get(id)
             && t.is_alive()
         {
@@ -151,7 +152,8 @@ impl Forwards {
     /// forward is not an error (and records nothing).
     pub async fn stop(&self, id: &str) -> Result<(), ForwardError> {
         let (f, c) = self.find(id)?;
-        let _busy = self.inner.busy.lock().await;
+        let busy = self.busy(id);
+        let _busy = busy.lock().await;
         let slot = self.slots().remove(id);
         self.inner.changed.notify_one();
         if let Some(Slot::Running(t)) = slot {
@@ -215,6 +217,16 @@ impl Forwards {
         {
             t.abort();
         }
+    }
+
+    fn busy(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.inner
+            .busy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id.to_string())
+            .or_default()
+            .clone()
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<String, Slot>> {

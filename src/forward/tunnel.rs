@@ -282,10 +282,12 @@ async fn probe(
     r: &Resolved,
 ) -> Result<(), ForwardError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), &target.namespace);
-    let mut pf = pods
-        .portforward(&r.pod, &[r.port])
-        .await
-        .map_err(|e| ForwardError::from_kube(cluster, &target.to_string(), &target.namespace, e))?;
+    let mut pf = resolve::in_time(cluster, async {
+        pods.portforward(&r.pod, &[r.port]).await.map_err(|e| {
+            ForwardError::from_kube(cluster, &target.to_string(), &target.namespace, e)
+        })
+    })
+    .await?;
     drop(pf.take_stream(r.port));
     close_upstream(pf).await;
     Ok(())
@@ -359,20 +361,26 @@ async fn serve_connection(local: TcpStream, shared: Arc<TunnelShared>, cancel: C
                 }
             },
         };
-        match pods.portforward(&r.pod, &[r.port]).await {
-            Ok(pf) => {
-                opened = Some((pf, r));
-                break;
-            }
-            Err(e) => {
-                let e = ForwardError::from_kube(
+        let attempt = resolve::in_time(&shared.cluster, async {
+            pods.portforward(&r.pod, &[r.port]).await.map_err(|e| {
+                ForwardError::from_kube(
                     &shared.cluster,
                     &shared.target.to_string(),
                     &shared.target.namespace,
                     e,
-                );
-                shared.broken(format!("pod {}: {e}", r.pod));
+                )
+            })
+        });
+        let attempt = tokio::select! {
+            a = attempt => a,
+            _ = cancel.cancelled() => return,
+        };
+        match attempt {
+            Ok(pf) => {
+                opened = Some((pf, r));
+                break;
             }
+            Err(e) => shared.broken(format!("pod {}: {e}", r.pod)),
         }
     }
     let Some((mut pf, r)) = opened else {
