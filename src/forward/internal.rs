@@ -32,6 +32,11 @@ static INTERNAL: LazyLock<Mutex<HashMap<Key, Arc<Entry>>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 static CHANGED: LazyLock<Arc<Notify>> = LazyLock::new(|| Arc::new(Notify::new()));
 
+/// Notified whenever an internal forward starts or changes state.
+pub(crate) fn changed() -> Arc<Notify> {
+    CHANGED.clone()
+}
+
 fn registry() -> std::sync::MutexGuard<'static, HashMap<Key, Arc<Entry>>> {
     INTERNAL.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -309,8 +309,10 @@ async fn publish(inner: std::sync::Weak<Inner>) {
             Some(i) => i.changed.clone(),
             None => return,
         };
+        let internal = internal::changed();
         tokio::select! {
             _ = changed.notified() => {}
+            _ = internal.notified() => {}
             _ = tokio::time::sleep(COUNTER_TICK) => {}
         }
         let Some(inner) = inner.upgrade() else {

@@ -29,6 +29,8 @@ use crate::config::{ClusterConfig, ForwardTarget};
 const HEALTHY_CHECK: Duration = Duration::from_secs(5);
 /// Longest wait between re-resolution attempts while reconnecting.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The shortest interval between two pod checks.
+const MIN_RECHECK: Duration = Duration::from_secs(1);
 /// How long a finished connection's upstream gets to close before it is aborted.
 const JOIN_GRACE: Duration = Duration::from_secs(2);
 
@@ -438,10 +440,11 @@ async fn serve_connection(local: TcpStream, shared: Arc<TunnelShared>, cancel: C
     close_upstream(pf).await;
 }
 
-/// Keeps the target honest: checks the pod now and then (and whenever a stream closes),
-/// and re-resolves with backoff while there is no usable pod.
+/// Keeps the target honest: checks the pod now and then (and whenever a stream closes, at
+/// most once a second), and re-resolves with backoff while there is no usable pod.
 async fn supervise(shared: Arc<TunnelShared>, cancel: CancellationToken) {
     let mut backoff = Duration::from_secs(1);
+    let mut last_check = tokio::time::Instant::now();
     loop {
         let wait = match shared.current() {
             Some(_) => HEALTHY_CHECK,
@@ -452,37 +455,48 @@ async fn supervise(shared: Arc<TunnelShared>, cancel: CancellationToken) {
             _ = shared.recheck.notified() => {}
             _ = tokio::time::sleep(wait) => {}
         }
-        let usable = match shared.current() {
-            Some(r) => {
-                match resolve::still_usable(&shared.client, &shared.cluster, &shared.target, &r.pod)
-                    .await
-                {
-                    Ok(true) => true,
-                    Ok(false) => {
-                        shared.broken(format!("pod {} is gone or not ready", r.pod));
-                        false
-                    }
-                    Err(e) => {
-                        shared.set_health(Health::Reconnecting(e.to_string()));
-                        false
-                    }
-                }
-            }
-            None => false,
-        };
-        if usable {
-            backoff = Duration::from_secs(1);
-            continue;
+        // Busy forwards close streams all the time; one pod lookup a second is plenty.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(last_check + MIN_RECHECK) => {}
         }
-        match resolve::resolve(&shared.client, &shared.cluster, &shared.target).await {
-            Ok(r) => {
-                backoff = Duration::from_secs(1);
-                shared.set_health(Health::Ready(r));
+        last_check = tokio::time::Instant::now();
+        let check = check_once(&shared, &mut backoff);
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = check => {}
+        }
+    }
+}
+
+async fn check_once(shared: &TunnelShared, backoff: &mut Duration) {
+    if let Some(r) = shared.current() {
+        match resolve::still_usable(&shared.client, &shared.cluster, &shared.target, &r.pod).await {
+            Ok(true) => {
+                *backoff = Duration::from_secs(1);
+                return;
+            }
+            Ok(false) => {
+                shared.set_health(Health::Reconnecting(format!(
+                    "pod {} is gone or not ready",
+                    r.pod
+                )));
             }
             Err(e) => {
                 shared.set_health(Health::Reconnecting(e.to_string()));
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                *backoff = (*backoff * 2).min(MAX_BACKOFF);
+                return;
             }
+        }
+    }
+    match resolve::resolve(&shared.client, &shared.cluster, &shared.target).await {
+        Ok(r) => {
+            *backoff = Duration::from_secs(1);
+            shared.set_health(Health::Ready(r));
+        }
+        Err(e) => {
+            shared.set_health(Health::Reconnecting(e.to_string()));
+            *backoff = (*backoff * 2).min(MAX_BACKOFF);
         }
     }
 }

@@ -80,7 +80,7 @@ impl SimCluster {
     }
 }
 
-/// True for `/api/v1/namespaces/{ns}/pods/{name}/portforward`.
+/// `(namespace, pod)` for `/api/v1/namespaces/{ns}/pods/{name}/portforward`.
 pub fn matches(segs: &[&str]) -> Option<(String, String)> {
     match segs {
         ["api", "v1", "namespaces", ns, "pods", name, "portforward"] => {
