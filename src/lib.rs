@@ -5,8 +5,10 @@
 
 pub mod app;
 pub mod cli;
+pub mod cli_forward;
 pub mod cli_runbook;
 pub mod config;
+pub mod forward;
 pub mod keymap;
 pub mod model;
 pub mod runbook;

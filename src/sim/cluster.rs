@@ -29,6 +29,8 @@ pub struct ClusterShared {
     pub cut: watch::Sender<u64>,
     pub churn_on: AtomicBool,
     pub churn: Mutex<ChurnState>,
+    /// `pods/portforward`: fault switches and the loopback servers behind pod ports.
+    pub portforward: super::portforward::PortForwardState,
 }
 
 impl ClusterShared {
@@ -78,6 +80,7 @@ impl SimCluster {
             fault: Mutex::new(Fault::None),
             cut,
             churn_on: AtomicBool::new(churn),
+            portforward: Default::default(),
         });
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;

@@ -13,12 +13,14 @@
 //! | `churn.rs` | background changes: crash-loop restarts, pod replacements, Pending pods |
 //! | `table.rs` | server-side printing (`meta.k8s.io/v1` Table) |
 //! | `logs.rs` | plausible container logs |
+//! | `portforward.rs` | `pods/portforward` over WebSocket and the loopback servers behind pod ports |
 
 pub mod churn;
 pub mod cluster;
 pub mod logs;
 pub mod pgbouncer;
 pub mod redis;
+pub mod portforward;
 pub mod seed;
 pub mod server;
 pub mod store;
@@ -243,6 +245,9 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
             out.push_str("protected = true\n");
         }
         out.push_str(tables.get(i).map_or("", String::as_str));
+    }
+    for env in [Env::Staging, Env::Production] {
+        out.push_str(&portforward::config_shortcuts(env.name()));
     }
     out
 }

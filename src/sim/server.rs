@@ -99,6 +99,17 @@ async fn handle(State(shared): State<Arc<ClusterShared>>, req: Request) -> Respo
         }
         _ => {}
     }
+    if super::portforward::matches(
+        &req.uri()
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect::<Vec<_>>(),
+    )
+    .is_some()
+    {
+        return super::portforward::handle(shared, req).await;
+    }
     if req.method() != Method::GET {
         return status_error(
             StatusCode::METHOD_NOT_ALLOWED,
