@@ -7,7 +7,20 @@ pub mod redis;
 
 use std::sync::Arc;
 
+use crate::config::{ClusterConfig, Endpoint};
 use crate::model::KubeSnapshot;
+
+/// The endpoint a client can dial: `service = ...` endpoints become the local address of an
+/// internal port-forward into `cluster`; `address` and `url` are returned as they are.
+pub async fn reachable_endpoint(cluster: &ClusterConfig, endpoint: &Endpoint) -> Result<Endpoint, String> {
+    match endpoint {
+        Endpoint::Service { namespace, name, port } => {
+            let addr = crate::forward::local_addr_for_service(cluster, namespace, name, port).await?;
+            Ok(Endpoint::Address { host: addr.ip().to_string(), port: addr.port() })
+        }
+        other => Ok(other.clone()),
+    }
+}
 
 /// What a source reports about one cluster.
 #[derive(Debug, Clone)]

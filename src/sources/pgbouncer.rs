@@ -122,7 +122,8 @@ pub async fn connect_endpoint(endpoint: &Endpoint) -> Result<TcpStream, String> 
             }))
             .await
         }
-        Endpoint::Service { .. } => Err("service endpoints need the port-forward machinery".into()),
+        // The sources turn these into a local forward first (`sources::reachable_endpoint`).
+        Endpoint::Service { .. } => Err("a service endpoint must be resolved through a port-forward first".into()),
     }
 }
 
@@ -377,9 +378,10 @@ pub async fn run(
                     ),
                     None => None,
                 };
-                console = Some(
-                    Console::connect(&config.endpoint, &config.user, password.as_deref()).await?,
-                );
+                let endpoint = super::reachable_endpoint(&cluster, &config.endpoint)
+                    .await
+                    .map_err(|reason| PgbouncerError::Unreachable { addr: config.endpoint.to_string(), reason })?;
+                console = Some(Console::connect(&endpoint, &config.user, password.as_deref()).await?);
             }
             match &console {
                 Some(c) => c.poll(prev.as_deref(), config.thresholds).await,
