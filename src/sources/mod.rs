@@ -1,11 +1,13 @@
 //! Data sources: one tokio task per cluster x source, each sending whole snapshots as events.
 //! Nothing here touches the terminal.
 
+pub mod argocd;
 pub mod kube;
 
 use std::sync::Arc;
 
 use crate::model::KubeSnapshot;
+use crate::model::argocd::ArgocdSnapshot;
 
 /// What a source reports about one cluster.
 #[derive(Debug, Clone)]
@@ -43,11 +45,15 @@ impl Feature {
 
 /// One feature's snapshot. Each feature adds its variant.
 #[derive(Debug, Clone)]
-pub enum FeatureData {}
+pub enum FeatureData {
+    Argocd(Arc<ArgocdSnapshot>),
+}
 
 impl FeatureData {
     pub fn feature(&self) -> Feature {
-        match *self {}
+        match self {
+            FeatureData::Argocd(_) => Feature::Argocd,
+        }
     }
 }
 
