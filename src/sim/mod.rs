@@ -13,7 +13,9 @@
 //! | `churn.rs` | background changes: crash-loop restarts, pod replacements, Pending pods |
 //! | `table.rs` | server-side printing (`meta.k8s.io/v1` Table) |
 //! | `logs.rs` | plausible container logs |
+//! | `argocd.rs` | the simulated ArgoCD API of each cluster |
 
+pub mod argocd;
 pub mod churn;
 pub mod cluster;
 pub mod logs;
@@ -69,6 +71,7 @@ pub struct Fleet {
     kubeconfig: PathBuf,
     config: PathBuf,
     clusters: Vec<SimCluster>,
+    argocd: Vec<argocd::ArgoSim>,
 }
 
 impl Fleet {
@@ -85,19 +88,38 @@ impl Fleet {
                 .with_context(|| format!("starting simulated cluster {}", env.name()))?;
             clusters.push(c);
         }
+        let mut argocd = Vec::new();
+        let mut argocd_tables = Vec::new();
+        for env in [Env::Staging, Env::Production] {
+            let a = argocd::ArgoSim::start(env, opts.churn)
+                .await
+                .with_context(|| format!("starting simulated ArgoCD of {}", env.name()))?;
+            let token_file = dir.path().join(format!("argocd-{}.token", env.name()));
+            write_private(&token_file, &a.token())?;
+            argocd_tables.push(format!(
+                "[cluster.argocd]\nurl = {}\ntoken_file = {}\n",
+                toml_str(&a.url()),
+                toml_str(&token_file.display().to_string())
+            ));
+            argocd.push(a);
+        }
         let kubeconfig = dir.path().join("kubeconfig");
         let config = dir.path().join("config.toml");
         std::fs::write(&kubeconfig, kubeconfig_text(&clusters))
             .with_context(|| format!("writing {}", kubeconfig.display()))?;
         std::fs::create_dir_all(dir.path().join("locks"))
             .with_context(|| format!("creating {}", dir.path().join("locks").display()))?;
-        std::fs::write(&config, config_text(dir.path(), &kubeconfig))
-            .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(
+            &config,
+            config_text(dir.path(), &kubeconfig, &argocd_tables),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
         Ok(Fleet {
             dir,
             kubeconfig,
             config,
             clusters,
+            argocd,
         })
     }
 
@@ -122,18 +144,30 @@ impl Fleet {
         self.clusters.iter().find(|c| c.name() == name)
     }
 
+    /// The simulated ArgoCD of a cluster.
+    pub fn argocd(&self, cluster: &str) -> Option<&argocd::ArgoSim> {
+        self.argocd.iter().find(|a| a.cluster() == cluster)
+    }
+
     /// `(key, value)` lines `opsdeck sim` prints, in order.
     pub fn endpoints(&self) -> Vec<(String, String)> {
-        vec![
+        let mut v = vec![
             ("kubeconfig".into(), self.kubeconfig.display().to_string()),
             ("config".into(), self.config.display().to_string()),
-        ]
+        ];
+        for a in &self.argocd {
+            v.push((format!("argocd-{}", a.cluster()), a.url()));
+        }
+        v
     }
 
     /// Stops both servers and removes the files.
     pub async fn shutdown(self) {
         for c in &self.clusters {
             c.shutdown().await;
+        }
+        for a in &self.argocd {
+            a.shutdown().await;
         }
         let _ = self.dir.close();
     }
@@ -156,7 +190,21 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-fn config_text(dir: &Path, kubeconfig: &Path) -> String {
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn config_text(dir: &Path, kubeconfig: &Path, argocd: &[String]) -> String {
     let kc = toml_str(&kubeconfig.display().to_string());
     let mut out =
         String::from("# opsdeck config for the simulated fleet, written by `opsdeck sim`.\n");
@@ -165,7 +213,7 @@ fn config_text(dir: &Path, kubeconfig: &Path) -> String {
         toml_str(&dir.join("audit.jsonl").display().to_string()),
         toml_str(&dir.join("locks").display().to_string())
     ));
-    for env in [Env::Staging, Env::Production] {
+    for (i, env) in [Env::Staging, Env::Production].into_iter().enumerate() {
         out.push_str(&format!(
             "[[cluster]]\nname = \"{n}\"\nkubeconfig = {kc}\ncontext = \"{n}\"\napp_namespace = \"{ns}\"\n",
             n = env.name(),
@@ -173,6 +221,9 @@ fn config_text(dir: &Path, kubeconfig: &Path) -> String {
         ));
         if env == Env::Production {
             out.push_str("protected = true\n");
+        }
+        if let Some(t) = argocd.get(i) {
+            out.push_str(t);
         }
     }
     out

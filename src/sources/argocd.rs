@@ -732,6 +732,32 @@ fn parse_time(s: &Option<String>) -> Option<Timestamp> {
     s.as_deref().and_then(|s| s.parse::<Timestamp>().ok())
 }
 
+/// The app's health message, or else the message of the first resource in the same state
+/// ("Deployment iam-service: exceeded its progress deadline"), which is what explains it.
+fn health_message(st: &wire::ApplicationStatus) -> String {
+    if let Some(m) = st.health.message.as_ref().filter(|m| !m.is_empty()) {
+        return m.clone();
+    }
+    let status = st.health.status.as_deref().unwrap_or("");
+    if status == "Healthy" {
+        return String::new();
+    }
+    st.resources
+        .iter()
+        .find_map(|r| {
+            let h = r.health.as_ref()?;
+            let m = h.message.as_ref().filter(|m| !m.is_empty())?;
+            (h.status.as_deref() == Some(status)).then(|| {
+                format!(
+                    "{} {}: {m}",
+                    r.kind.as_deref().unwrap_or(""),
+                    r.name.as_deref().unwrap_or("")
+                )
+            })
+        })
+        .unwrap_or_default()
+}
+
 /// Reduces a whole Application to what the console shows. `None` without a name.
 pub fn summarize(a: &wire::Application) -> Option<AppSummary> {
     let name = a.metadata.name.clone().filter(|n| !n.is_empty())?;
@@ -787,7 +813,7 @@ pub fn summarize(a: &wire::Application) -> Option<AppSummary> {
         project: spec.project.clone().unwrap_or_else(|| "default".into()),
         sync: SyncStatus::parse(st.sync.status.as_deref().unwrap_or("")),
         health: Health::parse(st.health.status.as_deref().unwrap_or("")),
-        health_message: st.health.message.clone().unwrap_or_default(),
+        health_message: health_message(st),
         revision,
         target_revision,
         auto_sync,
