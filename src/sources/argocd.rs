@@ -29,7 +29,8 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
 const STREAM_RETRY: Duration = Duration::from_secs(30);
 /// A stream silent this long is re-opened (a half-open connection would never end by itself).
 const STREAM_IDLE: Duration = Duration::from_secs(300);
-/// A stream that ends sooner than this without an event counts as a failure (backoff).
+/// A stream that ends sooner than this counts as a failure (backoff), so a server that
+/// closes at once is not reconnected to in a tight loop.
 const STREAM_MIN_LIFE: Duration = Duration::from_secs(2);
 /// Login sessions last 24h by default (`users.session.duration`); renew well before.
 const SESSION_RENEW: Duration = Duration::from_secs(12 * 3600);
@@ -304,6 +305,7 @@ pub struct ArgocdClient {
 }
 
 /// The application list and the resourceVersion it was read at.
+#[derive(Debug, Clone)]
 pub struct AppList {
     pub apps: BTreeMap<String, AppSummary>,
     pub resource_version: Option<String>,
@@ -1288,10 +1290,8 @@ async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
 /// How a stream ended.
 enum StreamEnd {
     Cancelled,
-    /// Closed by the server (or idle too long); `events` changes were seen.
-    Closed {
-        events: usize,
-    },
+    /// Closed by the server, cut, or idle too long.
+    Closed,
     Failed(ArgoError),
 }
 
@@ -1335,14 +1335,13 @@ pub async fn run(
             _ = cancel.cancelled() => return,
             r = client.list() => r,
         };
-        let rv = match listed {
+        match listed {
             Ok(list) => {
                 apps = list.apps;
                 backoff.reset();
                 if !reporter.publish(&apps, mode) {
                     return;
                 }
-                list.resource_version
             }
             Err(e) => {
                 if !reporter.fail(e.to_string()) || !pause(&cancel, backoff.take()).await {
@@ -1350,7 +1349,7 @@ pub async fn run(
                 }
                 continue;
             }
-        };
+        }
         if mode == FollowMode::Polling
             && last_stream_try.is_some_and(|t| t.elapsed() < STREAM_RETRY)
         {
@@ -1360,9 +1359,12 @@ pub async fn run(
             continue;
         }
         last_stream_try = Some(Instant::now());
+        // Without a resourceVersion the server first sends every app again (ADDED): a change
+        // that landed between the list and the subscription is not lost (argocd-server does
+        // not replay from a resourceVersion), and rows are keyed by name, so none duplicates.
         let opened = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = client.open_stream(rv.as_deref()) => r,
+            r = client.open_stream(None) => r,
         };
         let resp = match opened {
             Ok(r) => r,
@@ -1396,8 +1398,8 @@ pub async fn run(
         let opened_at = Instant::now();
         match follow(resp, &mut apps, &mut reporter, &cancel).await {
             StreamEnd::Cancelled => return,
-            StreamEnd::Closed { events } => {
-                if events == 0 && opened_at.elapsed() < STREAM_MIN_LIFE {
+            StreamEnd::Closed => {
+                if opened_at.elapsed() < STREAM_MIN_LIFE {
                     if !pause(&cancel, backoff.take()).await {
                         return;
                     }
@@ -1426,18 +1428,17 @@ async fn follow(
     let url = reporter.endpoint.clone();
     let mut body = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
-    let mut events = 0usize;
     loop {
         let chunk = tokio::select! {
             _ = cancel.cancelled() => return StreamEnd::Cancelled,
             c = tokio::time::timeout(STREAM_IDLE, body.next()) => c,
         };
         let chunk = match chunk {
-            Err(_) | Ok(None) => return StreamEnd::Closed { events },
+            Err(_) | Ok(None) => return StreamEnd::Closed,
             Ok(Some(Err(e))) => {
                 // A cut connection mid-stream is routine (restarts, proxies): re-list.
                 tracing::debug!(error = %e, "argocd stream ended");
-                return StreamEnd::Closed { events };
+                return StreamEnd::Closed;
             }
             Ok(Some(Ok(c))) => c,
         };
@@ -1451,12 +1452,10 @@ async fn follow(
             let line: Vec<u8> = buf.drain(..=pos).collect();
             match parse_stream_line(&line) {
                 Ok(Some(AppChange::Upsert(a))) => {
-                    events += 1;
                     changed |= apps.get(&a.name) != Some(&*a);
                     apps.insert(a.name.clone(), *a);
                 }
                 Ok(Some(AppChange::Delete(name))) => {
-                    events += 1;
                     changed |= apps.remove(&name).is_some();
                 }
                 Ok(None) => {}
