@@ -174,6 +174,7 @@ async fn a_killed_api_server_marks_only_its_cluster_stale_then_recovers() {
                 SourceUpdate::KubeFailing { .. } => saw_prod_failure = true,
                 SourceUpdate::Kube(s) if !s.pods.iter().any(|p| p.name == vname) => break,
                 SourceUpdate::Kube(_) => {}
+                SourceUpdate::Feature(_) | SourceUpdate::FeatureFailing { .. } => {}
             }
         }
     }

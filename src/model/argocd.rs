@@ -203,9 +203,28 @@ impl AppSummary {
         short_revision(&self.revision)
     }
 
-    /// Synced and Healthy: nothing to look at.
+    /// Synced and Healthy, and the last sync did not fail: nothing to look at.
     pub fn is_ok(&self) -> bool {
-        self.sync == SyncStatus::Synced && self.health == Health::Healthy
+        self.sync == SyncStatus::Synced
+            && self.health == Health::Healthy
+            && !self.operation.as_ref().is_some_and(|o| o.phase.failed())
+    }
+
+    /// The one word that says what is wrong: the health if not Healthy, else the sync status
+    /// if not Synced, else a failed operation's phase; `Healthy` when nothing is.
+    pub fn trouble(&self) -> &'static str {
+        if self.health != Health::Healthy {
+            self.health.as_str()
+        } else if self.sync != SyncStatus::Synced {
+            self.sync.as_str()
+        } else if let Some(o) = self.operation.as_ref().filter(|o| o.phase.failed()) {
+            match o.phase {
+                OperationPhase::Error => "SyncError",
+                _ => "SyncFailed",
+            }
+        } else {
+            "Healthy"
+        }
     }
 
     /// The worst of health, sync and the last operation.
@@ -297,7 +316,8 @@ impl ArgocdSnapshot {
         m
     }
 
-    /// Applications that are not Synced+Healthy, worst first, then by name.
+    /// Applications that are not Synced+Healthy (or whose last sync failed), worst first,
+    /// then by name.
     pub fn attention(&self) -> Vec<&AppSummary> {
         let mut v: Vec<&AppSummary> = self.apps.iter().filter(|a| !a.is_ok()).collect();
         v.sort_by(|a, b| b.severity().cmp(&a.severity()).then(a.name.cmp(&b.name)));

@@ -483,11 +483,12 @@ fn runtime_error(code: u16, message: &str) -> Response {
     )
 }
 
-/// Checks the fault switch and the bearer token (or the `argocd.token` cookie).
-fn guard(shared: &ArgoShared, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the fault switch and the bearer token (or the `argocd.token` cookie): the error
+/// response to send, or `None` to go on.
+fn guard(shared: &ArgoShared, headers: &HeaderMap) -> Option<Response> {
     let st = shared.lock();
     if st.fault == ArgoFault::Error500 {
-        return Err(runtime_error(13, "simulated fault: internal error"));
+        return Some(runtime_error(13, "simulated fault: internal error"));
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -503,9 +504,9 @@ fn guard(shared: &ArgoShared, headers: &HeaderMap) -> Result<(), Response> {
                 .map(str::to_string)
         });
     match bearer.or(cookie) {
-        None => Err(runtime_error(16, "no session information")),
-        Some(t) if t == st.api_token || st.sessions.contains(&t) => Ok(()),
-        Some(_) => Err(runtime_error(
+        None => Some(runtime_error(16, "no session information")),
+        Some(t) if t == st.api_token || st.sessions.contains(&t) => None,
+        Some(_) => Some(runtime_error(
             16,
             "invalid session: token signature is invalid",
         )),
@@ -537,7 +538,7 @@ async fn session(State(shared): State<Arc<ArgoShared>>, body: Bytes) -> Response
 }
 
 async fn version(State(shared): State<Arc<ArgoShared>>, headers: HeaderMap) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     json_response(
@@ -567,7 +568,7 @@ async fn list(
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     let st = shared.lock();
@@ -589,7 +590,7 @@ async fn get_app(
     Path(name): Path<String>,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     let refresh = q
@@ -627,7 +628,7 @@ async fn resource_tree(
     headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     let st = shared.lock();
@@ -654,7 +655,7 @@ async fn sync(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     let req: SyncRequest = if body.is_empty() {
@@ -706,7 +707,7 @@ async fn rollback(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     let req: RollbackRequest = match serde_json::from_slice(&body) {
@@ -762,7 +763,7 @@ async fn stream(
     headers: HeaderMap,
     Query(q): Query<Vec<(String, String)>>,
 ) -> Response {
-    if let Err(r) = guard(&shared, &headers) {
+    if let Some(r) = guard(&shared, &headers) {
         return r;
     }
     if shared.lock().fault == ArgoFault::NoStream {

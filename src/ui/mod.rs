@@ -6,6 +6,7 @@ mod findings;
 mod help;
 mod overview;
 pub mod theme;
+pub mod tiles;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};

@@ -1,0 +1,3 @@
+//! Feature tiles of a cluster column and their full-screen details.
+
+pub mod argocd;
