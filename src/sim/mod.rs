@@ -233,6 +233,10 @@ fn config_text(dir: &Path, kubeconfig: &Path, argocd: &[String]) -> String {
 /// endpoint once it serves.
 pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
     let fleet = Fleet::start(opts).await?;
+    // Installed before the first line is printed: a caller may send SIGTERM as soon as it has
+    // read what it needs, and the default action would leave the files behind.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     {
         // Each server already serves its seeded objects once `start` returns.
         let mut out = std::io::stdout().lock();
@@ -241,8 +245,6 @@ pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
             out.flush().context("flushing stdout")?;
         }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
         _ = term.recv() => {}
