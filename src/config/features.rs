@@ -79,11 +79,12 @@ const ARGOCD: &[(&str, Kind)] = &[
     ("token", Kind::Secret),
     ("user", Kind::Str),
     ("password", Kind::Secret),
+    ("poll", Kind::Duration),
 ];
 
 /// Features whose code exists; the others get a "not built yet" warning so nobody expects a
 /// panel that is not there. Add a feature here when it lands.
-const BUILT: &[&str] = &["pgbouncer", "redis"];
+const BUILT: &[&str] = &["pgbouncer", "redis", "argocd"];
 
 pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut Diagnostics<'_>) {
     let (spec, title) = match feature {

@@ -1,6 +1,7 @@
 //! Plain data types the sources produce and the views draw, and the health rules that turn
 //! them into findings. Nothing here does I/O or knows about the terminal.
 
+pub mod argocd;
 pub mod findings;
 pub mod kube;
 pub mod pgbouncer;

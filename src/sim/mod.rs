@@ -14,7 +14,9 @@
 //! | `table.rs` | server-side printing (`meta.k8s.io/v1` Table) |
 //! | `logs.rs` | plausible container logs |
 //! | `portforward.rs` | `pods/portforward` over WebSocket and the loopback servers behind pod ports |
+//! | `argocd.rs` | the simulated ArgoCD API of each cluster |
 
+pub mod argocd;
 pub mod churn;
 pub mod cluster;
 pub mod logs;
@@ -75,6 +77,7 @@ pub struct Fleet {
     clusters: Vec<SimCluster>,
     /// Per cluster, in `clusters` order: the PgBouncer console and Redis (issue 4).
     data: Vec<(pgbouncer::SimPgbouncer, redis::SimRedis)>,
+    argocd: Vec<argocd::ArgoSim>,
 }
 
 impl Fleet {
@@ -99,7 +102,28 @@ impl Fleet {
             ));
         }
         let password_file = dir.path().join("pgbouncer-password");
-        write_secret(&password_file, pgbouncer::PASSWORD)?;
+        write_private(&password_file, pgbouncer::PASSWORD)?;
+        let mut argocd = Vec::new();
+        let mut argocd_tables = Vec::new();
+        for env in [Env::Staging, Env::Production] {
+            let a = argocd::ArgoSim::start(env, opts.churn)
+                .await
+                .with_context(|| format!("starting simulated ArgoCD of {}", env.name()))?;
+            let token_file = dir.path().join(format!("argocd-{}.token", env.name()));
+            write_private(&token_file, &a.token())?;
+            argocd_tables.push(format!(
+                "[cluster.argocd]\nurl = {}\ntoken_file = {}\n",
+                toml_str(&a.url()),
+                toml_str(&token_file.display().to_string())
+            ));
+            argocd.push(a);
+        }
+        // Each cluster's feature tables: PgBouncer and Redis, then ArgoCD.
+        let tables: Vec<String> = data_tables(&data, &password_file)
+            .into_iter()
+            .zip(argocd_tables)
+            .map(|(a, b)| a + &b)
+            .collect();
         let kubeconfig = dir.path().join("kubeconfig");
         let config = dir.path().join("config.toml");
         std::fs::write(&kubeconfig, kubeconfig_text(&clusters))
@@ -108,7 +132,7 @@ impl Fleet {
             .with_context(|| format!("creating {}", dir.path().join("locks").display()))?;
         std::fs::write(
             &config,
-            config_text(dir.path(), &kubeconfig, &data_tables(&data, &password_file)),
+            config_text(dir.path(), &kubeconfig, &tables),
         )
         .with_context(|| format!("writing {}", config.display()))?;
         Ok(Fleet {
@@ -117,6 +141,7 @@ impl Fleet {
             config,
             clusters,
             data,
+            argocd,
         })
     }
 
@@ -141,25 +166,25 @@ impl Fleet {
         self.clusters.iter().find(|c| c.name() == name)
     }
 
+    /// The simulated ArgoCD of a cluster.
+    pub fn argocd(&self, cluster: &str) -> Option<&argocd::ArgoSim> {
+        self.argocd.iter().find(|a| a.cluster() == cluster)
+    }
+
     /// `(key, value)` lines `opsdeck sim` prints, in order.
     pub fn endpoints(&self) -> Vec<(String, String)> {
-        vec![
+        let mut v: Vec<(String, String)> = vec![
             ("kubeconfig".into(), self.kubeconfig.display().to_string()),
             ("config".into(), self.config.display().to_string()),
-        ]
-        .into_iter()
-        .chain(
-            self.clusters
-                .iter()
-                .zip(&self.data)
-                .flat_map(|(c, (p, r))| {
-                    [
-                        (format!("pgbouncer-{}", c.name()), p.addr().to_string()),
-                        (format!("redis-{}", c.name()), r.addr().to_string()),
-                    ]
-                }),
-        )
-        .collect()
+        ];
+        for (c, (p, r)) in self.clusters.iter().zip(&self.data) {
+            v.push((format!("pgbouncer-{}", c.name()), p.addr().to_string()));
+            v.push((format!("redis-{}", c.name()), r.addr().to_string()));
+        }
+        for a in &self.argocd {
+            v.push((format!("argocd-{}", a.cluster()), a.url()));
+        }
+        v
     }
 
     /// The simulated PgBouncer console and Redis of cluster `name`.
@@ -172,6 +197,9 @@ impl Fleet {
     pub async fn shutdown(self) {
         for c in &self.clusters {
             c.shutdown().await;
+        }
+        for a in &self.argocd {
+            a.shutdown().await;
         }
         let _ = self.dir.close();
     }
@@ -194,7 +222,8 @@ fn toml_str(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
+/// Writes a secret file readable by its owner only.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -203,8 +232,7 @@ fn write_secret(path: &Path, value: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(value.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
+    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Each cluster's `[cluster.pgbouncer]` and `[cluster.redis]` tables.
@@ -256,6 +284,10 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
 /// endpoint once it serves.
 pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
     let fleet = Fleet::start(opts).await?;
+    // Installed before the first line is printed: a caller may send SIGTERM as soon as it has
+    // read what it needs, and the default action would leave the files behind.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
     {
         // Each server already serves its seeded objects once `start` returns.
         let mut out = std::io::stdout().lock();
@@ -264,8 +296,6 @@ pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
             out.flush().context("flushing stdout")?;
         }
     }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("installing the SIGTERM handler")?;
     tokio::select! {
         r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
         _ = term.recv() => {}

@@ -1,6 +1,7 @@
 //! Data sources: one tokio task per cluster x source, each sending whole snapshots as events.
 //! Nothing here touches the terminal.
 
+pub mod argocd;
 pub mod kube;
 pub mod pgbouncer;
 pub mod redis;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use crate::config::{ClusterConfig, Endpoint};
 use crate::model::KubeSnapshot;
+use crate::model::argocd::ArgocdSnapshot;
 
 /// The endpoint a client can dial: `service = ...` endpoints become the local address of an
 /// internal port-forward into `cluster`; `address` and `url` are returned as they are.
@@ -61,6 +63,7 @@ impl Feature {
 pub enum FeatureData {
     Pgbouncer(Arc<crate::model::pgbouncer::PgbouncerSnapshot>),
     Redis(Arc<crate::model::redis::RedisSnapshot>),
+    Argocd(Arc<ArgocdSnapshot>),
 }
 
 impl FeatureData {
@@ -68,6 +71,7 @@ impl FeatureData {
         match self {
             FeatureData::Pgbouncer(_) => Feature::Pgbouncer,
             FeatureData::Redis(_) => Feature::Redis,
+            FeatureData::Argocd(_) => Feature::Argocd,
         }
     }
 }
