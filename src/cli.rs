@@ -391,14 +391,7 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
     state.warnings.extend(problems);
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let cancel = tokio_util::sync::CancellationToken::new();
-    for (i, c) in config.clusters.iter().enumerate() {
-        tokio::spawn(crate::sources::kube::run(
-            i,
-            c.clone(),
-            tx.clone(),
-            cancel.child_token(),
-        ));
-    }
+    crate::sources::spawn_all(config, &tx, &cancel);
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(crate::runbook::session::executor(

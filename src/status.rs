@@ -20,12 +20,18 @@ pub async fn collect(config: &Config, timeout: Duration) -> AppState {
     let mut state = AppState::new(config, Keymap::default(), Timestamp::now());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
-    for (i, c) in config.clusters.iter().enumerate() {
-        tokio::spawn(sources::kube::run(i, c.clone(), tx.clone(), cancel.clone()));
-    }
+    sources::spawn_all(config, &tx, &cancel);
     drop(tx);
     let deadline = tokio::time::Instant::now() + timeout;
-    while state.clusters.iter().any(|c| c.reachable.is_none()) {
+    let waiting = |s: &AppState| {
+        s.clusters.iter().any(|c| {
+            c.reachable.is_none()
+                || !c.pgbouncer.answered()
+                || !c.redis.answered()
+                || !c.argocd.answered()
+        })
+    };
+    while waiting(&state) {
         let ev = tokio::select! {
             ev = rx.recv() => ev,
             _ = tokio::time::sleep_until(deadline) => None,
@@ -40,6 +46,16 @@ pub async fn collect(config: &Config, timeout: Duration) -> AppState {
         if c.reachable.is_none() {
             c.mark_no_answer(timeout, now);
         }
+        if !c.pgbouncer.answered() {
+            c.pgbouncer.no_answer = Some(timeout);
+        }
+        if !c.redis.answered() {
+            c.redis.no_answer = Some(timeout);
+        }
+        if !c.argocd.answered() {
+            c.argocd.no_answer = Some(timeout);
+        }
+        c.refresh_findings(now);
     }
     state
 }
@@ -104,6 +120,14 @@ fn cluster_json(c: &ClusterView, now: Timestamp) -> Value {
         obj["nodes"] =
             json!({"total": snap.nodes.len(), "not_ready": not_ready, "pressure": pressure});
     }
+    panel_json(
+        &mut obj,
+        "pgbouncer",
+        &c.pgbouncer,
+        crate::model::pgbouncer::to_json,
+    );
+    panel_json(&mut obj, "redis", &c.redis, crate::model::redis::to_json);
+    panel_json(&mut obj, "argocd", &c.argocd, crate::model::argocd::to_json);
     let findings: Vec<Value> = c
         .findings
         .iter()
@@ -111,6 +135,30 @@ fn cluster_json(c: &ClusterView, now: Timestamp) -> Value {
         .collect();
     obj["findings"] = Value::Array(findings);
     obj
+}
+
+/// A configured panel's data, with `stale` when its last poll failed (interfaces.md); absent
+/// when not configured.
+fn panel_json<T>(
+    obj: &mut Value,
+    key: &str,
+    panel: &crate::app::state::Panel<T>,
+    to_json: fn(&T) -> Value,
+) {
+    if !panel.configured {
+        return;
+    }
+    let mut v = panel
+        .data
+        .as_deref()
+        .map(to_json)
+        .unwrap_or_else(|| json!({}));
+    if let Some(s) = &panel.stale {
+        v["stale"] = json!({"since": ts(s.since), "reason": s.reason});
+    } else if panel.data.is_none() && panel.no_answer.is_some() {
+        v["stale"] = json!({"since": ts(jiff::Timestamp::now()), "reason": "no answer in time"});
+    }
+    obj[key] = v;
 }
 
 /// The same picture as plain text, for a terminal or a chat message.

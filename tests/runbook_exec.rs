@@ -318,14 +318,23 @@ async fn a_cancelled_step_is_recorded_with_its_signal() {
     let dir = tempfile::tempdir().unwrap();
     let audit = AuditLog::new(dir.path().join("audit.jsonl"));
     let rb = Arc::new(parse::parse("test", "```sh {name=long}\nsleep 30\n```\n").unwrap());
-    let mut run = Run::new(rb.clone(), target(false), RunVars::for_target(&target(false)), audit.clone()).unwrap();
+    let mut run = Run::new(
+        rb.clone(),
+        target(false),
+        RunVars::for_target(&target(false)),
+        audit.clone(),
+    )
+    .unwrap();
     let cancel = CancellationToken::new();
     let c2 = cancel.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
         c2.cancel();
     });
-    let o = run.run_step(0, &rb.steps[0].command, Confirmation::Key, |_| {}, &cancel).await.unwrap();
+    let o = run
+        .run_step(0, &rb.steps[0].command, Confirmation::Key, |_| {}, &cancel)
+        .await
+        .unwrap();
     assert_eq!(o.ending, Ending::Cancelled);
     assert_eq!(run.states[0], StepState::Failed("cancelled".into()));
     let recs = audit.read_all().unwrap();

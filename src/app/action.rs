@@ -42,6 +42,9 @@ actions! {
     Top => "top", "go to the top";
     Bottom => "bottom", "go to the bottom";
     Runbooks => "runbooks", "list the runbooks";
+    PanelPgbouncer => "pgbouncer", "PgBouncer pools of the focused cluster";
+    PanelRedis => "redis", "Redis persistence of the focused cluster";
+    PanelArgocd => "argocd", "ArgoCD applications of the focused cluster";
     RunStep => "run_step", "run the selected step (asks first)";
     EditStep => "edit_step", "edit the selected step's command, then run it";
     SkipStep => "skip_step", "skip the selected step, with a reason";

@@ -6,9 +6,12 @@ use jiff::Timestamp;
 
 use crate::config::{ClusterConfig, Config};
 use crate::keymap::{Keymap, Mode};
+use crate::model::argocd::ArgocdSnapshot;
 use crate::model::findings::{FindingTracker, RawFinding, Severity, worst};
 use crate::model::kube::kube_findings;
-use crate::model::{Finding, KubeSnapshot, Stale};
+use crate::model::pgbouncer::PgbouncerSnapshot;
+use crate::model::redis::RedisSnapshot;
+use crate::model::{self, Finding, KubeSnapshot, Stale};
 
 /// Which screen is up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,18 +22,77 @@ pub enum View {
     Findings,
     /// One cluster in full: every unhealthy pod, workload and node.
     Cluster(usize),
+    /// A data panel's detail view for a cluster.
+    Panel(usize, crate::sources::Feature),
     /// The runbook list.
     Runbooks,
     /// The open runbook (`AppState::run`).
     Runbook,
 }
 
-/// A feature tile (PgBouncer, Redis, Backups, ArgoCD) before its feature lands.
+/// A feature tile (Backups) before its feature lands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeatureTile {
     NotConfigured,
     /// Configured in the file, but this build does not read it yet.
     NotBuilt,
+}
+
+/// One data panel of a cluster: its latest snapshot and, while its source fails, why.
+#[derive(Debug, Clone)]
+pub struct Panel<T> {
+    pub configured: bool,
+    pub data: Option<Arc<T>>,
+    pub stale: Option<Stale>,
+    /// Set by `status` when the source gave no first answer in time.
+    pub no_answer: Option<std::time::Duration>,
+}
+
+impl<T> Panel<T> {
+    fn new(configured: bool) -> Self {
+        Panel {
+            configured,
+            data: None,
+            stale: None,
+            no_answer: None,
+        }
+    }
+
+    /// Whether the source has answered (with data or a failure).
+    pub fn answered(&self) -> bool {
+        !self.configured || self.data.is_some() || self.stale.is_some()
+    }
+
+    pub fn set(&mut self, data: Arc<T>) {
+        self.data = Some(data);
+        self.stale = None;
+    }
+
+    pub fn fail(&mut self, reason: String, now: Timestamp) {
+        let since = self.stale.as_ref().map_or(now, |s| s.since);
+        self.stale = Some(Stale { since, reason });
+    }
+
+    /// The source's findings: from the data, plus one for the failure or the silence.
+    fn raw_findings(
+        &self,
+        feature: &'static str,
+        from_data: impl FnOnce(&T) -> Vec<RawFinding>,
+        failing: impl FnOnce(&str) -> RawFinding,
+    ) -> Vec<RawFinding> {
+        let mut raw = self.data.as_deref().map(from_data).unwrap_or_default();
+        if let Some(s) = &self.stale {
+            raw.insert(0, failing(&s.reason));
+        } else if let (None, Some(t)) = (&self.data, self.no_answer) {
+            raw.push(RawFinding::new(
+                Severity::Warn,
+                feature,
+                format!("{feature}/no-answer"),
+                format!("{feature}: no answer within {}s", t.as_secs_f64()),
+            ));
+        }
+        raw
+    }
 }
 
 /// One cluster as the console sees it.
@@ -46,18 +108,19 @@ pub struct ClusterView {
     /// `None` until the API server has answered or failed once.
     pub reachable: Option<bool>,
     pub findings: Vec<Finding>,
-    pub tiles: [(&'static str, FeatureTile); 4],
+    pub pgbouncer: Panel<PgbouncerSnapshot>,
+    pub redis: Panel<RedisSnapshot>,
+    pub argocd: Panel<ArgocdSnapshot>,
+    pub backups: FeatureTile,
     tracker: FindingTracker,
 }
 
 impl ClusterView {
     pub fn new(cfg: &ClusterConfig) -> ClusterView {
-        let tile = |t: &Option<toml::Table>| {
-            if t.is_some() {
-                FeatureTile::NotBuilt
-            } else {
-                FeatureTile::NotConfigured
-            }
+        let backups = if cfg.backups.is_some() {
+            FeatureTile::NotBuilt
+        } else {
+            FeatureTile::NotConfigured
         };
         ClusterView {
             name: cfg.name.clone(),
@@ -68,12 +131,10 @@ impl ClusterView {
             kube_stale: None,
             reachable: None,
             findings: Vec::new(),
-            tiles: [
-                ("PgBouncer", tile(&cfg.pgbouncer)),
-                ("Redis", tile(&cfg.redis)),
-                ("Backups", tile(&cfg.backups)),
-                ("ArgoCD", tile(&cfg.argocd)),
-            ],
+            pgbouncer: Panel::new(cfg.pgbouncer.is_some()),
+            redis: Panel::new(cfg.redis.is_some()),
+            argocd: Panel::new(cfg.argocd.is_some()),
+            backups,
             tracker: FindingTracker::default(),
         }
     }
@@ -110,7 +171,27 @@ impl ClusterView {
                 ),
             );
         }
-        self.findings = self.tracker.track("kubernetes", raw, now);
+        let protected = self.protected;
+        let mut all = self.tracker.track("kubernetes", raw, now);
+        let pg = self.pgbouncer.raw_findings(
+            "pgbouncer",
+            |s| model::pgbouncer::findings(s, now),
+            model::pgbouncer::failing,
+        );
+        all.extend(self.tracker.track("pgbouncer", pg, now));
+        let redis = self.redis.raw_findings(
+            "redis",
+            |s| model::redis::findings(s, now),
+            model::redis::failing,
+        );
+        all.extend(self.tracker.track("redis", redis, now));
+        let argo = self.argocd.raw_findings(
+            "argocd",
+            |s| model::argocd::findings(s, now, protected),
+            model::argocd::failing_finding,
+        );
+        all.extend(self.tracker.track("argocd", argo, now));
+        self.findings = all;
     }
 }
 
@@ -175,7 +256,7 @@ impl AppState {
         } else {
             match self.view {
                 View::Overview => Mode::Overview,
-                View::Findings | View::Cluster(_) | View::Runbooks => Mode::List,
+                View::Findings | View::Cluster(_) | View::Panel(..) | View::Runbooks => Mode::List,
                 View::Runbook => Mode::Runbook,
             }
         }

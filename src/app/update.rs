@@ -8,7 +8,7 @@ use super::runbooks;
 use super::state::{AppState, View};
 use crate::keymap::Key;
 use crate::model::Stale;
-use crate::sources::{SourceEvent, SourceUpdate};
+use crate::sources::{Feature, FeatureData, SourceEvent, SourceUpdate};
 
 /// Everything that can happen to the console.
 #[derive(Debug, Clone)]
@@ -50,8 +50,17 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
                     c.kube_stale = Some(Stale { since, reason });
                     c.reachable = Some(false);
                 }
-                // Feature panels are wired in as each feature lands.
-                SourceUpdate::Feature(_) | SourceUpdate::FeatureFailing { .. } => {}
+                SourceUpdate::Feature(data) => match data {
+                    FeatureData::Pgbouncer(d) => c.pgbouncer.set(d),
+                    FeatureData::Redis(d) => c.redis.set(d),
+                    FeatureData::Argocd(d) => c.argocd.set(d),
+                },
+                SourceUpdate::FeatureFailing { feature, reason } => match feature {
+                    Feature::Pgbouncer => c.pgbouncer.fail(reason, now),
+                    Feature::Redis => c.redis.fail(reason, now),
+                    Feature::Argocd => c.argocd.fail(reason, now),
+                    Feature::Backups => {}
+                },
             }
             c.refresh_findings(now);
             vec![]
@@ -95,15 +104,11 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::Overview => set_view(state, View::Overview),
         Action::FocusNextCluster => {
             state.focus = (state.focus + 1) % n;
-            if let View::Cluster(_) = state.view {
-                set_view(state, View::Cluster(state.focus));
-            }
+            follow_focus(state);
         }
         Action::FocusPrevCluster => {
             state.focus = (state.focus + n - 1) % n;
-            if let View::Cluster(_) = state.view {
-                set_view(state, View::Cluster(state.focus));
-            }
+            follow_focus(state);
         }
         Action::Open => match state.view {
             View::Overview if !state.clusters.is_empty() => {
@@ -153,6 +158,9 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         // The view clamps the offset to the list's real length.
         Action::Bottom => state.scroll = usize::MAX / 2,
         Action::Runbooks => set_view(state, View::Runbooks),
+        Action::PanelPgbouncer => set_view(state, View::Panel(state.focus, Feature::Pgbouncer)),
+        Action::PanelRedis => set_view(state, View::Panel(state.focus, Feature::Redis)),
+        Action::PanelArgocd => set_view(state, View::Panel(state.focus, Feature::Argocd)),
         Action::RunStep if state.view == View::Runbook => {
             return runbooks::request_run(state, None);
         }
@@ -200,6 +208,15 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         | Action::NextTarget => {}
     }
     vec![]
+}
+
+/// Views about one cluster follow the focus to the next cluster.
+fn follow_focus(state: &mut AppState) {
+    match state.view {
+        View::Cluster(_) => set_view(state, View::Cluster(state.focus)),
+        View::Panel(_, f) => set_view(state, View::Panel(state.focus, f)),
+        _ => {}
+    }
 }
 
 fn set_view(state: &mut AppState, view: View) {

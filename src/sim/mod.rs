@@ -21,8 +21,8 @@ pub mod churn;
 pub mod cluster;
 pub mod logs;
 pub mod pgbouncer;
-pub mod redis;
 pub mod portforward;
+pub mod redis;
 pub mod seed;
 pub mod server;
 pub mod store;
@@ -130,11 +130,8 @@ impl Fleet {
             .with_context(|| format!("writing {}", kubeconfig.display()))?;
         std::fs::create_dir_all(dir.path().join("locks"))
             .with_context(|| format!("creating {}", dir.path().join("locks").display()))?;
-        std::fs::write(
-            &config,
-            config_text(dir.path(), &kubeconfig, &tables),
-        )
-        .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(&config, config_text(dir.path(), &kubeconfig, &tables))
+            .with_context(|| format!("writing {}", config.display()))?;
         Ok(Fleet {
             dir,
             kubeconfig,
@@ -232,7 +229,8 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Each cluster's `[cluster.pgbouncer]` and `[cluster.redis]` tables.

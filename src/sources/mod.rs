@@ -12,13 +12,50 @@ use crate::config::{ClusterConfig, Endpoint};
 use crate::model::KubeSnapshot;
 use crate::model::argocd::ArgocdSnapshot;
 
+/// Starts every source of every cluster: Kubernetes always, each data panel when configured.
+/// All stop when `cancel` fires.
+pub fn spawn_all(
+    config: &crate::config::Config,
+    tx: &tokio::sync::mpsc::UnboundedSender<SourceEvent>,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    for (i, c) in config.clusters.iter().enumerate() {
+        tokio::spawn(kube::run(i, c.clone(), tx.clone(), cancel.child_token()));
+        if pgbouncer::configured(c) {
+            tokio::spawn(pgbouncer::run(
+                i,
+                c.clone(),
+                tx.clone(),
+                cancel.child_token(),
+            ));
+        }
+        if redis::configured(c) {
+            tokio::spawn(redis::run(i, c.clone(), tx.clone(), cancel.child_token()));
+        }
+        if argocd::configured(c) {
+            tokio::spawn(argocd::run(i, c.clone(), tx.clone(), cancel.child_token()));
+        }
+    }
+}
+
 /// The endpoint a client can dial: `service = ...` endpoints become the local address of an
 /// internal port-forward into `cluster`; `address` and `url` are returned as they are.
-pub async fn reachable_endpoint(cluster: &ClusterConfig, endpoint: &Endpoint) -> Result<Endpoint, String> {
+pub async fn reachable_endpoint(
+    cluster: &ClusterConfig,
+    endpoint: &Endpoint,
+) -> Result<Endpoint, String> {
     match endpoint {
-        Endpoint::Service { namespace, name, port } => {
-            let addr = crate::forward::local_addr_for_service(cluster, namespace, name, port).await?;
-            Ok(Endpoint::Address { host: addr.ip().to_string(), port: addr.port() })
+        Endpoint::Service {
+            namespace,
+            name,
+            port,
+        } => {
+            let addr =
+                crate::forward::local_addr_for_service(cluster, namespace, name, port).await?;
+            Ok(Endpoint::Address {
+                host: addr.ip().to_string(),
+                port: addr.port(),
+            })
         }
         other => Ok(other.clone()),
     }

@@ -123,7 +123,9 @@ pub async fn connect_endpoint(endpoint: &Endpoint) -> Result<TcpStream, String> 
             .await
         }
         // The sources turn these into a local forward first (`sources::reachable_endpoint`).
-        Endpoint::Service { .. } => Err("a service endpoint must be resolved through a port-forward first".into()),
+        Endpoint::Service { .. } => {
+            Err("a service endpoint must be resolved through a port-forward first".into())
+        }
     }
 }
 
@@ -380,8 +382,12 @@ pub async fn run(
                 };
                 let endpoint = super::reachable_endpoint(&cluster, &config.endpoint)
                     .await
-                    .map_err(|reason| PgbouncerError::Unreachable { addr: config.endpoint.to_string(), reason })?;
-                console = Some(Console::connect(&endpoint, &config.user, password.as_deref()).await?);
+                    .map_err(|reason| PgbouncerError::Unreachable {
+                        addr: config.endpoint.to_string(),
+                        reason,
+                    })?;
+                console =
+                    Some(Console::connect(&endpoint, &config.user, password.as_deref()).await?);
             }
             match &console {
                 Some(c) => c.poll(prev.as_deref(), config.thresholds).await,

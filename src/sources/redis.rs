@@ -530,7 +530,10 @@ pub async fn run(
                 let mut dial = config.clone();
                 dial.endpoint = super::reachable_endpoint(&cluster, &config.endpoint)
                     .await
-                    .map_err(|reason| RedisError::Unreachable { addr: config.endpoint.to_string(), reason })?;
+                    .map_err(|reason| RedisError::Unreachable {
+                        addr: config.endpoint.to_string(),
+                        reason,
+                    })?;
                 conn = Some(RedisConn::connect(&dial, password.as_deref()).await?);
             }
             let mut snap = match conn.as_mut() {

@@ -34,6 +34,7 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
             View::Overview => overview::render(frame, body, state, theme),
             View::Findings => findings::render(frame, body, state, theme),
             View::Cluster(i) => cluster::render(frame, body, state, i, theme),
+            View::Panel(i, feature) => panel_detail(frame, body, state, i, feature, theme),
             View::Runbooks => runbooks::render_list(frame, body, state, theme),
             View::Runbook => runbooks::render_runbook(frame, body, state, theme),
         }
@@ -45,6 +46,65 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
     if state.help {
         help::render(frame, body, state, theme);
     }
+}
+
+/// A data panel's full-screen detail for one cluster, under the cluster's header.
+fn panel_detail(
+    frame: &mut Frame,
+    area: Rect,
+    state: &AppState,
+    index: usize,
+    feature: crate::sources::Feature,
+    theme: Theme,
+) {
+    use crate::sources::Feature;
+    let Some(c) = state.clusters.get(index) else {
+        return;
+    };
+    let width = area.width as usize;
+    let head = overview::header(c, state, width, false, theme);
+    let [top, body] =
+        Layout::vertical([Constraint::Length(head.len() as u16), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Paragraph::new(head), top);
+    let (w, h, now) = (body.width as usize, body.height as usize, state.now);
+    let not_configured = |name: &str| {
+        vec![Line::raw(format!(
+            "{name} is not configured for {}: see README, section {name}.",
+            c.name
+        ))]
+    };
+    let lines = match feature {
+        Feature::Pgbouncer if c.pgbouncer.configured => tiles::pgbouncer::detail(
+            c.pgbouncer.data.as_deref(),
+            c.pgbouncer.stale.as_ref(),
+            w,
+            h,
+            now,
+            theme,
+        ),
+        Feature::Redis if c.redis.configured => tiles::redis::detail(
+            c.redis.data.as_deref(),
+            c.redis.stale.as_ref(),
+            w,
+            h,
+            now,
+            theme,
+        ),
+        Feature::Argocd if c.argocd.configured => tiles::argocd::detail(
+            c.argocd.data.as_deref(),
+            c.argocd.stale.as_ref(),
+            w,
+            h,
+            now,
+            theme,
+        ),
+        Feature::Pgbouncer => not_configured("PgBouncer"),
+        Feature::Redis => not_configured("Redis"),
+        Feature::Argocd => not_configured("ArgoCD"),
+        Feature::Backups => not_configured("Backups"),
+    };
+    let (visible, _) = scrolled(lines, body, state.scroll);
+    frame.render_widget(Paragraph::new(visible), body);
 }
 
 fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {

@@ -6,7 +6,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
-use super::{MIN_COLUMN, Theme, styled, truncate};
+use super::{MIN_COLUMN, Theme, styled, tiles, truncate};
 use crate::app::state::FeatureTile;
 use crate::app::{AppState, ClusterView};
 use crate::model::{PodSummary, Severity, age_secs, format_age};
@@ -289,16 +289,13 @@ pub(super) fn column(
             }
         }
     }
-    for (name, tile) in &c.tiles {
-        let text = match tile {
-            FeatureTile::NotConfigured => "not configured",
-            FeatureTile::NotBuilt => "configured; not read by this version",
-        };
-        bottom.push(Line::from(vec![
-            Span::styled(format!("{name:<10}"), theme.title()),
-            styled(text, theme.dim()),
-        ]));
-    }
+    bottom.extend(panel_tiles(
+        c,
+        state,
+        width,
+        height.saturating_sub(top.len() + bottom.len() + 3),
+        theme,
+    ));
     let room = height.saturating_sub(top.len() + bottom.len());
     if middle.len() > room {
         let keep = room.saturating_sub(1);
@@ -323,4 +320,82 @@ pub(super) fn column(
     lines.extend((0..fill).map(|_| Line::raw("")));
     lines.extend(bottom);
     lines
+}
+
+/// The data panels under the Kubernetes part of a column, sharing `room` lines: configured
+/// panels get an equal share (2 to 6 lines), the others one "not configured" line.
+fn panel_tiles(
+    c: &ClusterView,
+    state: &AppState,
+    width: usize,
+    room: usize,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let configured = [
+        c.pgbouncer.configured,
+        c.redis.configured,
+        c.argocd.configured,
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    let unconfigured = 4 - configured;
+    let per = room
+        .saturating_sub(unconfigured)
+        .checked_div(configured)
+        .map_or(0, |p| p.clamp(2, 12));
+    let not_configured = |name: &str, tile: FeatureTile| {
+        let text = match tile {
+            FeatureTile::NotConfigured => "not configured",
+            FeatureTile::NotBuilt => "configured; not read by this version",
+        };
+        Line::from(vec![
+            Span::styled(format!("{name:<10}"), theme.title()),
+            styled(text, theme.dim()),
+        ])
+    };
+    let fit = |mut lines: Vec<Line<'static>>| {
+        lines.truncate(per);
+        lines
+    };
+    let now = state.now;
+    let mut out = Vec::new();
+    if c.pgbouncer.configured {
+        out.extend(fit(tiles::pgbouncer::tile(
+            c.pgbouncer.data.as_deref(),
+            c.pgbouncer.stale.as_ref(),
+            width,
+            per,
+            now,
+            theme,
+        )));
+    } else {
+        out.push(not_configured("PgBouncer", FeatureTile::NotConfigured));
+    }
+    if c.redis.configured {
+        out.extend(fit(tiles::redis::tile(
+            c.redis.data.as_deref(),
+            c.redis.stale.as_ref(),
+            width,
+            per,
+            now,
+            theme,
+        )));
+    } else {
+        out.push(not_configured("Redis", FeatureTile::NotConfigured));
+    }
+    out.push(not_configured("Backups", c.backups));
+    if c.argocd.configured {
+        out.extend(fit(tiles::argocd::tile(
+            c.argocd.data.as_deref(),
+            c.argocd.stale.as_ref(),
+            width,
+            per,
+            now,
+            theme,
+        )));
+    } else {
+        out.push(not_configured("ArgoCD", FeatureTile::NotConfigured));
+    }
+    out
 }
