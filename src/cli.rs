@@ -58,6 +58,15 @@ pub enum Command {
     /// Runbooks: list, show, run step by step against a cluster, past runs
     #[command(subcommand)]
     Runbook(RunbookCommand),
+    /// Port-forward shortcuts: `--list`, or run CLUSTER/NAME... until Ctrl-C
+    Forward {
+        /// Print one `CLUSTER/NAME<TAB>TARGET` line per shortcut
+        #[arg(long)]
+        list: bool,
+        /// Shortcuts to run, as CLUSTER/NAME
+        #[arg(value_name = "CLUSTER/NAME")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -163,6 +172,46 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Sim { pods }) => run_sim(*pods).await,
         Some(Command::Config(ConfigCommand::Check)) => Ok(config_check(&cli)),
         Some(Command::Runbook(cmd)) => run_runbook(&cli, cmd).await,
+        Some(Command::Forward { list, names }) => run_forward(&cli, *list, names).await,
+    }
+}
+
+async fn run_forward(cli: &Cli, list: bool, names: &[String]) -> anyhow::Result<i32> {
+    let work = |config: Config| async move {
+        if list {
+            crate::cli_forward::list(&config).await
+        } else {
+            crate::cli_forward::run(&config, names).await
+        }
+    };
+    if cli.demo {
+        #[cfg(feature = "sim")]
+        {
+            let (fleet, config) = start_fleet().await?;
+            let code = work(config).await;
+            fleet.shutdown().await;
+            return Ok(code);
+        }
+        #[cfg(not(feature = "sim"))]
+        {
+            eprintln!(
+                "opsdeck: this build has no simulated fleet (built without the `sim` feature)"
+            );
+            return Ok(exit::USAGE);
+        }
+    }
+    match load_config(cli) {
+        Err(errors) => {
+            print_errors(&errors);
+            Ok(exit::USAGE)
+        }
+        Ok(None) => {
+            eprintln!(
+                "opsdeck: no config found: shortcuts are [[forward]] entries in the config (or use --demo)"
+            );
+            Ok(exit::USAGE)
+        }
+        Ok(Some((config, _))) => Ok(work(config).await),
     }
 }
 
@@ -404,6 +453,12 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
         state,
         crate::tui::Workers {
             sources: rx,
+            forwards: crate::forward::Forwards::with_audit(
+                config,
+                Some(crate::runbook::audit::AuditLog::new(
+                    config.audit_log.clone(),
+                )),
+            ),
             run_commands: cmd_tx,
             run_events: ev_rx,
         },

@@ -171,9 +171,39 @@ fn translate(ev: crossterm::event::KeyEvent) -> Option<Key> {
     })
 }
 
+/// Puts `text` on the terminal's clipboard with OSC 52, which terminals honour over SSH.
+fn copy_osc52(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = write!(out, "\x1b]52;c;{}\x07", base64(text.as_bytes()));
+    let _ = out.flush();
+}
+
+/// Standard base64 with padding (all OSC 52 needs; not worth a dependency).
+pub fn base64(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// The channels between the console and its background workers.
 pub struct Workers {
     pub sources: UnboundedReceiver<SourceEvent>,
+    pub forwards: crate::forward::Forwards,
     pub run_commands: tokio::sync::mpsc::UnboundedSender<crate::runbook::session::RunCommand>,
     pub run_events: UnboundedReceiver<crate::runbook::session::RunEvent>,
 }
@@ -183,9 +213,33 @@ pub struct Workers {
 pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow::Result<()> {
     let Workers {
         mut sources,
+        forwards,
         run_commands,
         mut run_events,
     } = workers;
+    // Results of background effects (a forward started, ...) come back on this channel.
+    let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
+    {
+        let mut snapshots = forwards.subscribe();
+        let tx = bg_tx.clone();
+        tokio::spawn(async move {
+            loop {
+                let snap = snapshots.borrow_and_update().clone();
+                if tx.send(Event::Forwards(snap)).is_err() || snapshots.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+        let f = forwards.clone();
+        let tx = bg_tx.clone();
+        tokio::spawn(async move {
+            for (id, result) in f.start_autostart().await {
+                if let Err(e) = result {
+                    let _ = tx.send(Event::Notice(format!("{id}: {e}")));
+                }
+            }
+        });
+    }
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     // Ctrl-C is a key in raw mode; while an interactive step owns the terminal it must reach
@@ -234,6 +288,7 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             },
             Some(ev) = sources.recv() => Event::Source(ev),
             Some(ev) = run_events.recv() => Event::Run(ev),
+            Some(ev) = bg_rx.recv() => ev,
             _ = tick.tick() => Event::Tick(Timestamp::now()),
             _ = sigterm.recv() => Event::Terminate,
             _ = sighup.recv() => Event::Terminate,
@@ -252,8 +307,25 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             break;
         }
         for effect in effects {
-            let Effect::Runbook(cmd) = effect else {
-                continue;
+            let cmd = match effect {
+                Effect::Runbook(cmd) => cmd,
+                Effect::ToggleForward(id) => {
+                    let (f, tx) = (forwards.clone(), bg_tx.clone());
+                    tokio::spawn(async move {
+                        let text = match f.toggle(&id).await {
+                            Ok(Some(addr)) => format!("{id}: listening on {addr}"),
+                            Ok(None) => format!("{id}: stopped"),
+                            Err(e) => format!("{id}: {e}"),
+                        };
+                        let _ = tx.send(Event::Notice(text));
+                    });
+                    continue;
+                }
+                Effect::Copy(text) => {
+                    copy_osc52(&text);
+                    continue;
+                }
+                Effect::Quit => continue,
             };
             let interactive = matches!(&cmd, RunCommand::Step { runbook, index, .. }
                 if runbook.steps.get(*index).is_some_and(|s| s.attrs.interactive));
@@ -281,10 +353,26 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
         }
         dirty = true;
     }
+    // Forwards stop cleanly (and are recorded); a stalled cluster must not hold the exit.
+    let _ = tokio::time::timeout(Duration::from_secs(3), forwards.shutdown()).await;
     tracing::info!(
         bytes = written.load(Ordering::Relaxed),
         "terminal output at exit"
     );
     drop(term);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_the_standard_alphabet_and_padding() {
+        assert_eq!(
+            super::base64(b"http://127.0.0.1:3000"),
+            "aHR0cDovLzEyNy4wLjAuMTozMDAw"
+        );
+        assert_eq!(super::base64(b"ab"), "YWI=");
+        assert_eq!(super::base64(b"a"), "YQ==");
+        assert_eq!(super::base64(b""), "");
+    }
 }

@@ -123,6 +123,13 @@ impl Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A failed test must not leave its console running.
+        let _ = self.child.kill();
+    }
+}
+
 fn demo_on_screen(s: &Session) {
     s.wait_for("both clusters and the crash-looping pod", |c| {
         c.contains("staging")
@@ -244,5 +251,52 @@ fn demo_runs_a_read_only_precheck_and_asks_for_the_name_on_a_destructive_step() 
             ("step_started".into(), "check-target".into()),
             ("step_finished".into(), "check-target".into())
         ]
+    );
+}
+
+#[test]
+fn demo_forward_key_opens_grafana_and_the_page_comes_through() {
+    let mut s = start(&["demo"]);
+    demo_on_screen(&s);
+    s.writer.write_all(b"g").unwrap();
+    s.writer.flush().unwrap();
+    s.wait_for("the forward to listen", |c| {
+        c.contains("production/grafana: listening on 127.0.0.1:")
+    });
+    let screen = s.contents();
+    let addr = screen
+        .split("production/grafana: listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("an address on screen")
+        .to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("the forward accepts");
+    conn.write_all(b"GET / HTTP/1.0\r\nHost: grafana\r\n\r\n")
+        .unwrap();
+    // Read until the page is complete: the server may keep the connection open.
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut page = String::new();
+    let mut buf = [0u8; 4096];
+    while !page.contains("</html>") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => page.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    assert!(page.contains("Grafana (production, simulated)"), "{page}");
+    s.writer.write_all(b"w").unwrap();
+    s.writer.flush().unwrap();
+    s.wait_for("the forwards view", |c| {
+        c.contains("Port-forwards") && c.contains("1 running")
+    });
+    s.writer.write_all(b"q").unwrap();
+    s.writer.flush().unwrap();
+    assert!(s.wait_exit().success());
+    let audit = std::fs::read_to_string(s._home.path().join("state/opsdeck/demo-audit.jsonl"))
+        .expect("the demo audit file");
+    assert!(
+        audit.contains("\"forward.start\"") && audit.contains("\"forward.stop\""),
+        "{audit}"
     );
 }

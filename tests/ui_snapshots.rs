@@ -246,3 +246,80 @@ fn no_config_screen_explains_how_to_start() {
     let screen = draw(&state, 80, 24);
     assert!(screen.contains("opsdeck demo"));
 }
+
+fn forward(
+    cluster: &str,
+    name: &str,
+    target: &str,
+    state: opsdeck::forward::ForwardState,
+    port: Option<u16>,
+) -> opsdeck::forward::ForwardStatus {
+    opsdeck::forward::ForwardStatus {
+        cluster: cluster.into(),
+        name: name.into(),
+        target: target.into(),
+        scheme: port.and(Some(opsdeck::config::ForwardScheme::Http)),
+        key: (name == "grafana" && cluster == "production").then(|| "g".into()),
+        local: port.map(|p| std::net::SocketAddr::from(([127, 0, 0, 1], p))),
+        state,
+        pod: port.map(|_| "kube-prometheus-stack-grafana-5d9f7-abcde".into()),
+        pod_port: port.map(|_| 3000),
+        open_connections: 2,
+        connections_total: 7,
+        bytes_in: 12_897_485,
+        bytes_out: 2_048,
+        started_at: Some(now() - jiff::SignedDuration::from_secs(420)),
+        last_error: None,
+    }
+}
+
+#[test]
+fn forwards_view_lists_state_addresses_and_bytes() {
+    use opsdeck::forward::{ForwardSnapshot, ForwardState};
+    let mut state = fixture();
+    let snap = ForwardSnapshot {
+        shortcuts: vec![
+            forward(
+                "production",
+                "grafana",
+                "monitoring/service/kube-prometheus-stack-grafana:80",
+                ForwardState::Connected,
+                Some(40123),
+            ),
+            forward(
+                "production",
+                "postgres",
+                "database/pod/postgres-0:5432",
+                ForwardState::Reconnecting("pod postgres-0 is gone".into()),
+                Some(40124),
+            ),
+            forward(
+                "staging",
+                "argocd",
+                "argocd/service/argocd-server:https",
+                ForwardState::Failed("no Running and Ready pod behind argocd/argocd-server".into()),
+                None,
+            ),
+            forward(
+                "staging",
+                "jaeger",
+                "observability/service/jaeger-query:16686",
+                ForwardState::Stopped,
+                None,
+            ),
+        ],
+        internal: vec![forward(
+            "production",
+            "database/pgbouncer:5432",
+            "database/service/pgbouncer:5432",
+            ForwardState::Listening,
+            Some(40200),
+        )],
+    };
+    update(&mut state, Event::Forwards(Arc::new(snap)));
+    update(&mut state, Event::Key("w".parse().unwrap()));
+    let screen = draw(&state, 80, 24);
+    assert!(screen.contains("http://127.0.0.1:40123"), "{screen}");
+    insta::assert_snapshot!("forwards_80x24", screen);
+    insta::assert_snapshot!("forwards_160x48", draw(&state, 160, 48));
+}

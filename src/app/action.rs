@@ -42,6 +42,8 @@ actions! {
     Top => "top", "go to the top";
     Bottom => "bottom", "go to the bottom";
     Runbooks => "runbooks", "list the runbooks";
+    Forwards => "forwards", "port-forward shortcuts: start/stop, state, bytes";
+    CopyUrl => "copy_url", "copy the selected forward's address (OSC 52, works over SSH)";
     PanelPgbouncer => "pgbouncer", "PgBouncer pools of the focused cluster";
     PanelRedis => "redis", "Redis persistence of the focused cluster";
     PanelArgocd => "argocd", "ArgoCD applications of the focused cluster";

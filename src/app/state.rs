@@ -24,6 +24,8 @@ pub enum View {
     Cluster(usize),
     /// A data panel's detail view for a cluster.
     Panel(usize, crate::sources::Feature),
+    /// The port-forward shortcuts and internal forwards.
+    Forwards,
     /// The runbook list.
     Runbooks,
     /// The open runbook (`AppState::run`).
@@ -224,6 +226,10 @@ pub struct AppState {
     pub run: Option<super::runbooks::RunbookView>,
     /// A modal holding an action until the engineer confirms it; keys go to it first.
     pub modal: Option<super::runbooks::Modal>,
+    pub forwards: Option<Arc<crate::forward::ForwardSnapshot>>,
+    pub forward_cursor: usize,
+    /// The outcome of the last background action, shown in the footer.
+    pub flash: Option<String>,
 }
 
 impl AppState {
@@ -246,6 +252,9 @@ impl AppState {
             list_cursor: 0,
             run: None,
             modal: None,
+            forwards: None,
+            forward_cursor: 0,
+            flash: None,
         }
     }
 
@@ -256,7 +265,11 @@ impl AppState {
         } else {
             match self.view {
                 View::Overview => Mode::Overview,
-                View::Findings | View::Cluster(_) | View::Panel(..) | View::Runbooks => Mode::List,
+                View::Findings
+                | View::Cluster(_)
+                | View::Panel(..)
+                | View::Runbooks
+                | View::Forwards => Mode::List,
                 View::Runbook => Mode::Runbook,
             }
         }

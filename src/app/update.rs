@@ -21,6 +21,10 @@ pub enum Event {
     Terminate,
     /// The runbook executor reports.
     Run(crate::runbook::session::RunEvent),
+    /// The port-forwards' state, whole.
+    Forwards(std::sync::Arc<crate::forward::ForwardSnapshot>),
+    /// A background effect finished: say how it went.
+    Notice(String),
 }
 
 /// What the runner must do after an update.
@@ -29,6 +33,10 @@ pub enum Effect {
     Quit,
     /// Hand this (confirmed) command to the runbook executor.
     Runbook(crate::runbook::session::RunCommand),
+    /// Start or stop a port-forward shortcut (`CLUSTER/NAME`).
+    ToggleForward(String),
+    /// Put this text on the clipboard of the terminal (OSC 52: works over SSH).
+    Copy(String),
 }
 
 /// Folds one event into the state.
@@ -66,10 +74,19 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
             vec![]
         }
         Event::Key(key) if state.modal.is_some() => runbooks::modal_key(state, key),
+        Event::Key(key) if state.flash.take().is_some() => update(state, Event::Key(key)),
         Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
             Some(action) => apply(state, action),
-            None => vec![],
+            None => forward_key(state, key),
         },
+        Event::Forwards(snap) => {
+            state.forwards = Some(snap);
+            vec![]
+        }
+        Event::Notice(text) => {
+            state.flash = Some(text);
+            vec![]
+        }
         Event::Run(ev) => {
             runbooks::on_event(state, ev);
             vec![]
@@ -114,6 +131,15 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             View::Overview if !state.clusters.is_empty() => {
                 set_view(state, View::Cluster(state.focus))
             }
+            View::Forwards => {
+                if let Some(f) = state
+                    .forwards
+                    .as_ref()
+                    .and_then(|s| s.shortcuts.get(state.forward_cursor))
+                {
+                    return vec![Effect::ToggleForward(f.id())];
+                }
+            }
             View::Runbooks if !state.clusters.is_empty() => {
                 let effects = runbooks::open(state, state.list_cursor);
                 set_view(state, View::Runbook);
@@ -130,6 +156,13 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             } else if state.view != View::Overview {
                 set_view(state, View::Overview);
             }
+        }
+        Action::ScrollDown if state.view == View::Forwards => {
+            let n = state.forwards.as_ref().map_or(0, |s| s.shortcuts.len());
+            state.forward_cursor = (state.forward_cursor + 1).min(n.saturating_sub(1));
+        }
+        Action::ScrollUp if state.view == View::Forwards => {
+            state.forward_cursor = state.forward_cursor.saturating_sub(1)
         }
         Action::ScrollDown if state.view == View::Runbooks => {
             state.list_cursor = (state.list_cursor + 1).min(state.runbooks.len().saturating_sub(1));
@@ -158,6 +191,22 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         // The view clamps the offset to the list's real length.
         Action::Bottom => state.scroll = usize::MAX / 2,
         Action::Runbooks => set_view(state, View::Runbooks),
+        Action::Forwards => set_view(state, View::Forwards),
+        Action::CopyUrl => {
+            let url = state
+                .forwards
+                .as_ref()
+                .filter(|_| state.view == View::Forwards)
+                .and_then(|s| s.shortcuts.get(state.forward_cursor))
+                .and_then(|f| f.local_display());
+            match url {
+                Some(u) => {
+                    state.flash = Some(format!("copied {u}"));
+                    return vec![Effect::Copy(u)];
+                }
+                None => state.flash = Some("nothing to copy: start the forward first".into()),
+            }
+        }
         Action::PanelPgbouncer => set_view(state, View::Panel(state.focus, Feature::Pgbouncer)),
         Action::PanelRedis => set_view(state, View::Panel(state.focus, Feature::Redis)),
         Action::PanelArgocd => set_view(state, View::Panel(state.focus, Feature::Argocd)),
@@ -208,6 +257,21 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         | Action::NextTarget => {}
     }
     vec![]
+}
+
+/// A key a `[[forward]]` shortcut names (its `key`) toggles it, when the keymap does not use it.
+fn forward_key(state: &mut AppState, key: Key) -> Vec<Effect> {
+    let Some(snap) = &state.forwards else {
+        return vec![];
+    };
+    let hit = snap
+        .shortcuts
+        .iter()
+        .find(|f| f.key.as_deref().and_then(|k| k.parse::<Key>().ok()) == Some(key));
+    match hit {
+        Some(f) => vec![Effect::ToggleForward(f.id())],
+        None => vec![],
+    }
 }
 
 /// Views about one cluster follow the focus to the next cluster.

@@ -547,6 +547,11 @@ pub fn config_shortcuts(cluster: &str) -> String {
         if let Some(s) = scheme {
             out.push_str(&format!("scheme = \"{s}\"\n"));
         }
+        // One key opens the on-call engineer's first stop (README: Port-forwards).
+        if *name == "grafana" {
+            let key = if cluster == "production" { "g" } else { "G" };
+            out.push_str(&format!("key = \"{key}\"\n"));
+        }
     }
     out
 }

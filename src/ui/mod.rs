@@ -3,6 +3,7 @@
 
 mod cluster;
 mod findings;
+pub mod forwards;
 mod help;
 mod overview;
 mod runbooks;
@@ -35,6 +36,7 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
             View::Findings => findings::render(frame, body, state, theme),
             View::Cluster(i) => cluster::render(frame, body, state, i, theme),
             View::Panel(i, feature) => panel_detail(frame, body, state, i, feature, theme),
+            View::Forwards => forwards::render(frame, body, state, theme),
             View::Runbooks => runbooks::render_list(frame, body, state, theme),
             View::Runbook => runbooks::render_runbook(frame, body, state, theme),
         }
@@ -140,7 +142,9 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
         ],
     };
     let mut spans = Vec::new();
-    if let Some(w) = state.warnings.first() {
+    if let Some(f) = &state.flash {
+        spans.push(Span::styled(format!("{f}  "), theme.stale()));
+    } else if let Some(w) = state.warnings.first() {
         spans.push(Span::styled(format!("! {w} "), theme.stale()));
     }
     let open_does_something = matches!(state.view, View::Overview | View::Runbooks);
