@@ -452,6 +452,7 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
     (
         state,
         crate::tui::Workers {
+            config: config.clone(),
             sources: rx,
             forwards: crate::forward::Forwards::with_audit(
                 config,

@@ -202,6 +202,7 @@ pub fn base64(data: &[u8]) -> String {
 
 /// The channels between the console and its background workers.
 pub struct Workers {
+    pub config: crate::config::Config,
     pub sources: UnboundedReceiver<SourceEvent>,
     pub forwards: crate::forward::Forwards,
     pub run_commands: tokio::sync::mpsc::UnboundedSender<crate::runbook::session::RunCommand>,
@@ -212,6 +213,7 @@ pub struct Workers {
 /// snapshots; this loop never waits on anything but events.
 pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow::Result<()> {
     let Workers {
+        config,
         mut sources,
         forwards,
         run_commands,
@@ -323,6 +325,49 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                 }
                 Effect::Copy(text) => {
                     copy_osc52(&text);
+                    continue;
+                }
+                Effect::Argocd {
+                    cluster,
+                    app,
+                    action,
+                    confirmation,
+                } => {
+                    let Some(cfg) = config.clusters.get(cluster).cloned() else {
+                        continue;
+                    };
+                    let (tx, audit) = (
+                        bg_tx.clone(),
+                        crate::runbook::audit::AuditLog::new(config.audit_log.clone()),
+                    );
+                    tokio::spawn(async move {
+                        let started = Timestamp::now();
+                        let what = action.describe(&app);
+                        let result = crate::sources::argocd::perform(&cfg, &app, action).await;
+                        let outcome = result
+                            .as_ref()
+                            .map_or_else(String::clone, |()| "ok".to_string());
+                        let target = format!("{}/argocd/{app}", cfg.name);
+                        let context = cfg.context.clone().unwrap_or_default();
+                        let rec = crate::runbook::audit::Record::action(
+                            action.name(),
+                            &target,
+                            &cfg.name,
+                            &context,
+                            confirmation.as_str(),
+                            &outcome,
+                            started,
+                        );
+                        let recorded = audit.append(&rec, &[]);
+                        let mut text = match result {
+                            Ok(()) => format!("{what}: sent"),
+                            Err(e) => format!("{what}: {e}"),
+                        };
+                        if let Err(e) = recorded {
+                            text.push_str(&format!(" (audit record not written: {e})"));
+                        }
+                        let _ = tx.send(Event::Notice(text));
+                    });
                     continue;
                 }
                 Effect::Quit => continue,

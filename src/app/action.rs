@@ -47,6 +47,11 @@ actions! {
     PanelPgbouncer => "pgbouncer", "PgBouncer pools of the focused cluster";
     PanelRedis => "redis", "Redis persistence of the focused cluster";
     PanelArgocd => "argocd", "ArgoCD applications of the focused cluster";
+    ArgoRefresh => "argo_refresh", "refresh the selected ArgoCD application";
+    ArgoHardRefresh => "argo_hard_refresh", "hard-refresh the selected application (regenerate manifests)";
+    ArgoSync => "argo_sync", "sync the selected application (asks first)";
+    ArgoSyncPrune => "argo_sync_prune", "sync the selected application with prune (asks first)";
+    ArgoRollback => "argo_rollback", "roll the selected application back to a chosen history entry (typed)";
     RunStep => "run_step", "run the selected step (asks first)";
     EditStep => "edit_step", "edit the selected step's command, then run it";
     SkipStep => "skip_step", "skip the selected step, with a reason";

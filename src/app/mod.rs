@@ -2,6 +2,7 @@
 //! state changes and effects out. No I/O here.
 
 pub mod action;
+pub mod argocd;
 pub mod runbooks;
 pub mod state;
 pub mod update;

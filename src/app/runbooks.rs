@@ -110,7 +110,7 @@ fn text_input(initial: &str, secret: bool) -> TextArea<'static> {
     t
 }
 
-fn to_input(key: Key) -> ratatui_textarea::Input {
+pub(crate) fn to_input(key: Key) -> ratatui_textarea::Input {
     use ratatui_textarea::Key as T;
     let k = match key.code {
         KeyCode::Char(c) => T::Char(c),

@@ -228,6 +228,10 @@ pub struct AppState {
     pub modal: Option<super::runbooks::Modal>,
     pub forwards: Option<Arc<crate::forward::ForwardSnapshot>>,
     pub forward_cursor: usize,
+    /// The selected application in the ArgoCD view.
+    pub argo_cursor: usize,
+    /// An ArgoCD action waiting for confirmation; keys go to it first.
+    pub argo_modal: Option<super::argocd::ArgoModal>,
     /// The outcome of the last background action, shown in the footer.
     pub flash: Option<String>,
 }
@@ -254,6 +258,8 @@ impl AppState {
             modal: None,
             forwards: None,
             forward_cursor: 0,
+            argo_cursor: 0,
+            argo_modal: None,
             flash: None,
         }
     }
@@ -265,6 +271,7 @@ impl AppState {
         } else {
             match self.view {
                 View::Overview => Mode::Overview,
+                View::Panel(_, crate::sources::Feature::Argocd) => Mode::Argocd,
                 View::Findings
                 | View::Cluster(_)
                 | View::Panel(..)

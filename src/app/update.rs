@@ -37,6 +37,13 @@ pub enum Effect {
     ToggleForward(String),
     /// Put this text on the clipboard of the terminal (OSC 52: works over SSH).
     Copy(String),
+    /// Send this (confirmed) ArgoCD action and record it.
+    Argocd {
+        cluster: usize,
+        app: String,
+        action: crate::model::argocd::ArgoAction,
+        confirmation: crate::runbook::run::Confirmation,
+    },
 }
 
 /// Folds one event into the state.
@@ -74,6 +81,7 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
             vec![]
         }
         Event::Key(key) if state.modal.is_some() => runbooks::modal_key(state, key),
+        Event::Key(key) if state.argo_modal.is_some() => super::argocd::modal_key(state, key),
         Event::Key(key) if state.flash.take().is_some() => update(state, Event::Key(key)),
         Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
             Some(action) => apply(state, action),
@@ -156,6 +164,40 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             } else if state.view != View::Overview {
                 set_view(state, View::Overview);
             }
+        }
+        Action::ScrollDown | Action::ScrollUp | Action::Top | Action::Bottom
+            if matches!(state.view, View::Panel(_, Feature::Argocd)) =>
+        {
+            let View::Panel(c, _) = state.view else {
+                return vec![];
+            };
+            let last = super::argocd::ordered_apps(state, c)
+                .len()
+                .saturating_sub(1);
+            state.argo_cursor = match action {
+                Action::ScrollDown => (state.argo_cursor + 1).min(last),
+                Action::ScrollUp => state.argo_cursor.saturating_sub(1),
+                Action::Top => 0,
+                _ => last,
+            };
+        }
+        Action::ArgoRefresh
+        | Action::ArgoHardRefresh
+        | Action::ArgoSync
+        | Action::ArgoSyncPrune
+        | Action::ArgoRollback => {
+            use crate::model::argocd::ArgoAction;
+            let View::Panel(c, Feature::Argocd) = state.view else {
+                return vec![];
+            };
+            let a = match action {
+                Action::ArgoRefresh => ArgoAction::Refresh { hard: false },
+                Action::ArgoHardRefresh => ArgoAction::Refresh { hard: true },
+                Action::ArgoSync => ArgoAction::Sync { prune: false },
+                Action::ArgoSyncPrune => ArgoAction::Sync { prune: true },
+                _ => ArgoAction::Rollback { id: 0 },
+            };
+            return super::argocd::request(state, c, a);
         }
         Action::ScrollDown if state.view == View::Forwards => {
             let n = state.forwards.as_ref().map_or(0, |s| s.shortcuts.len());

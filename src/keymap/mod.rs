@@ -168,6 +168,7 @@ pub enum Mode {
     Overview,
     List,
     Runbook,
+    Argocd,
     Help,
 }
 
@@ -177,6 +178,7 @@ impl Mode {
         Mode::Overview,
         Mode::List,
         Mode::Runbook,
+        Mode::Argocd,
         Mode::Help,
     ];
 
@@ -186,6 +188,7 @@ impl Mode {
             Mode::Overview => "overview",
             Mode::List => "list",
             Mode::Runbook => "runbook",
+            Mode::Argocd => "argocd",
             Mode::Help => "help",
         }
     }

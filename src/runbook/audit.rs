@@ -97,6 +97,35 @@ pub struct Record {
     pub reason: Option<String>,
 }
 
+impl Record {
+    /// An `action` record (runbooks.md): `action` is the dotted kind (`argocd.sync`), `target`
+    /// what it acted on (`production/argocd/APP`), `result` `ok` or the error text.
+    pub fn action(
+        action: &str,
+        target: &str,
+        cluster: &str,
+        context: &str,
+        confirmation: &str,
+        result: &str,
+        started_at: jiff::Timestamp,
+    ) -> Record {
+        let stamp = |t: jiff::Timestamp| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        Record {
+            event: "action".into(),
+            action: Some(action.into()),
+            target: Some(target.into()),
+            result: Some(result.into()),
+            cluster: cluster.into(),
+            context: context.into(),
+            actor: Actor::current(),
+            confirmation: Some(confirmation.into()),
+            started_at: stamp(started_at),
+            finished_at: Some(stamp(jiff::Timestamp::now())),
+            ..Default::default()
+        }
+    }
+}
+
 /// The audit file. Every append is one `write` of one line on an O_APPEND descriptor, then fsync.
 #[derive(Debug, Clone)]
 pub struct AuditLog {

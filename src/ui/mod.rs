@@ -1,6 +1,7 @@
 //! Drawing: `render(frame, state, theme)` is a pure function of the state. Nothing here
 //! fetches or waits; views only read `AppState`.
 
+mod argocd_view;
 mod cluster;
 mod findings;
 pub mod forwards;
@@ -35,6 +36,9 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
             View::Overview => overview::render(frame, body, state, theme),
             View::Findings => findings::render(frame, body, state, theme),
             View::Cluster(i) => cluster::render(frame, body, state, i, theme),
+            View::Panel(i, crate::sources::Feature::Argocd) => {
+                argocd_view::render(frame, body, state, i, theme)
+            }
             View::Panel(i, feature) => panel_detail(frame, body, state, i, feature, theme),
             View::Forwards => forwards::render(frame, body, state, theme),
             View::Runbooks => runbooks::render_list(frame, body, state, theme),
@@ -44,6 +48,9 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
     render_footer(frame, footer, state, theme);
     if state.modal.is_some() {
         runbooks::render_modal(frame, body, state, theme);
+    }
+    if state.argo_modal.is_some() {
+        argocd_view::render_modal(frame, body, state, theme);
     }
     if state.help {
         help::render(frame, body, state, theme);
@@ -133,6 +140,13 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
             (Action::SkipStep, "skip"),
             (Action::CancelStep, "cancel"),
             (Action::NextTarget, "target"),
+            (Action::Back, "back"),
+        ],
+        Mode::Argocd => &[
+            (Action::ArgoRefresh, "refresh"),
+            (Action::ArgoSync, "sync"),
+            (Action::ArgoRollback, "rollback"),
+            (Action::ScrollDown, "select"),
             (Action::Back, "back"),
         ],
         Mode::Help => &[

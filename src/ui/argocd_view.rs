@@ -1,0 +1,205 @@
+//! The ArgoCD view of one cluster: every application with a cursor (those needing attention
+//! first), the selected one in full below, and the confirm modal of an action on it.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+
+use super::{Theme, overview, tiles, truncate};
+use crate::app::AppState;
+use crate::app::argocd::ordered_apps;
+use crate::model::Severity;
+use crate::model::argocd::ArgoAction;
+
+pub fn render(frame: &mut Frame, area: Rect, state: &AppState, cluster: usize, theme: Theme) {
+    let Some(c) = state.clusters.get(cluster) else {
+        return;
+    };
+    let width = area.width as usize;
+    let head = overview::header(c, state, width, false, theme);
+    let [top, body] =
+        Layout::vertical([Constraint::Length(head.len() as u16), Constraint::Min(1)]).areas(area);
+    frame.render_widget(Paragraph::new(head), top);
+    if !c.argocd.configured {
+        frame.render_widget(
+            Paragraph::new(Line::raw(format!(
+                "ArgoCD is not configured for {}: see README, ArgoCD panel.",
+                c.name
+            ))),
+            body,
+        );
+        return;
+    }
+    let apps = ordered_apps(state, cluster);
+    if apps.is_empty() {
+        let lines = tiles::argocd::detail(
+            c.argocd.data.as_deref(),
+            c.argocd.stale.as_ref(),
+            width,
+            body.height as usize,
+            state.now,
+            theme,
+        );
+        frame.render_widget(Paragraph::new(lines), body);
+        return;
+    }
+    let list_h = (apps.len() as u16 + 1).min(body.height / 2).max(3);
+    let [list, detail] =
+        Layout::vertical([Constraint::Length(list_h), Constraint::Min(1)]).areas(body);
+    let mut lines = vec![Line::styled(
+        truncate(
+            &format!(
+                "{} applications · u refresh · s sync · S sync+prune · b rollback",
+                apps.len()
+            ),
+            width,
+        ),
+        theme.title(),
+    )];
+    if let Some(st) = &c.argocd.stale {
+        lines[0] = Line::styled(
+            truncate(
+                &format!(
+                    "stale since {}: {}",
+                    st.since.strftime("%H:%M:%S"),
+                    st.reason
+                ),
+                width,
+            ),
+            theme.stale(),
+        );
+    }
+    let rows = list_h as usize - 1;
+    let offset = state.argo_cursor.saturating_sub(rows.saturating_sub(1));
+    for (i, a) in apps.iter().enumerate().skip(offset).take(rows) {
+        let sev = a.severity();
+        let mark = match sev {
+            Some(Severity::Crit) => "✗",
+            Some(Severity::Warn) => "!",
+            None => " ",
+        };
+        let cursor = if i == state.argo_cursor { "▸" } else { " " };
+        let text = format!(
+            "{cursor}{mark} {:<28} {:<9} {:<11} auto {}",
+            truncate(&a.name, 28),
+            a.sync.as_str(),
+            a.health.as_str(),
+            if a.auto_sync { "on" } else { "off" }
+        );
+        let mut style = theme.severity(sev);
+        if i == state.argo_cursor {
+            style = style.add_modifier(Modifier::REVERSED);
+        }
+        lines.push(Line::styled(truncate(&text, width), style));
+    }
+    frame.render_widget(Paragraph::new(lines), list);
+    if let Some(a) = apps.get(state.argo_cursor) {
+        let block = Block::default().borders(Borders::TOP);
+        let inner = block.inner(detail);
+        frame.render_widget(block, detail);
+        let (visible, _) = super::scrolled(
+            tiles::argocd::app_detail(a, inner.width as usize, state.now, theme),
+            inner,
+            state.scroll,
+        );
+        frame.render_widget(Paragraph::new(visible), inner);
+    }
+}
+
+pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
+    let Some(m) = &state.argo_modal else { return };
+    let Some(c) = state.clusters.get(m.cluster) else {
+        return;
+    };
+    let prod = if c.protected { " [PROD]" } else { "" };
+    let width = area.width.saturating_sub(4).min(72);
+    let mut lines = vec![
+        Line::from(vec![
+            Span::raw(format!("{} on ", m.action.describe(&m.app))),
+            Span::styled(
+                format!(" {}{prod} ", c.name),
+                theme.header(c.protected, false),
+            ),
+        ]),
+        Line::raw(""),
+    ];
+    if let ArgoAction::Rollback { .. } = m.action {
+        lines.push(Line::raw(
+            "History (up/down to choose; the first line runs now):",
+        ));
+        for (i, (id, rev, when)) in m.history.iter().enumerate().take(8) {
+            let mark = if i == m.choice { "▸" } else { " " };
+            let style = if i == m.choice {
+                theme.title().add_modifier(Modifier::REVERSED)
+            } else {
+                ratatui::style::Style::new()
+            };
+            lines.push(Line::styled(
+                format!("{mark} id {id:<4} {rev:<8} {when}"),
+                style,
+            ));
+        }
+        lines.push(Line::raw(""));
+    }
+    let typed_h = if m.typed.is_some() { 3 } else { 1 };
+    let height = (lines.len() as u16 + typed_h + 2).min(area.height);
+    let rect = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height.saturating_sub(height)) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, rect);
+    let title = if m.typed.is_some() {
+        " Confirm: type the cluster name "
+    } else {
+        " Confirm "
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(title)
+        .border_style(if m.typed.is_some() {
+            theme.severity(Some(Severity::Crit))
+        } else {
+            theme.title()
+        });
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    match &m.typed {
+        None => {
+            lines.push(Line::from(vec![
+                Span::styled("y/enter", theme.key()),
+                Span::raw(" send   "),
+                Span::styled("n/esc", theme.key()),
+                Span::raw(" cancel"),
+            ]));
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
+        Some(input) => {
+            lines.push(Line::raw(format!(
+                "Type {} and press enter (esc cancels):",
+                c.name
+            )));
+            let text_h = lines.len() as u16;
+            let [t, field, err] = Layout::vertical([
+                Constraint::Length(text_h),
+                Constraint::Length(1),
+                Constraint::Min(0),
+            ])
+            .areas(inner);
+            frame.render_widget(Paragraph::new(lines), t);
+            frame.render_widget(input, field);
+            if let Some(e) = &m.error {
+                frame.render_widget(
+                    Paragraph::new(Line::styled(
+                        e.clone(),
+                        theme.severity(Some(Severity::Crit)),
+                    )),
+                    err,
+                );
+            }
+        }
+    }
+}
