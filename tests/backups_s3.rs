@@ -236,8 +236,8 @@ async fn listing_pages_past_a_thousand_objects() {
 }
 
 impl Moto {
-    fn put_owned(&self, path: String, body: Vec<u8>) -> impl Future<Output = ()> + '_ {
-        async move { self.put(&path, body).await }
+    async fn put_owned(&self, path: String, body: Vec<u8>) {
+        self.put(&path, body).await
     }
 }
 

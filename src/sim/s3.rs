@@ -123,13 +123,13 @@ fn query_pairs(raw: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Checks the request's SigV4 header signature; `Err` is the S3 error to answer with.
+/// Checks the request's SigV4 header signature; `Some` is the S3 refusal to answer with.
 fn check_signature(
     path: &str,
     query: &[(String, String)],
     headers: &HeaderMap,
-) -> Result<(), Response> {
-    let denied = |code: &str, msg: &str| Err(error(StatusCode::FORBIDDEN, code, msg));
+) -> Option<Response> {
+    let denied = |code: &str, msg: &str| Some(error(StatusCode::FORBIDDEN, code, msg));
     let Some(auth) = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -177,7 +177,7 @@ fn check_signature(
             "The request signature we calculated does not match the signature you provided. Check your key and signing method.",
         );
     }
-    Ok(())
+    None
 }
 
 async fn list(
@@ -187,7 +187,7 @@ async fn list(
     headers: HeaderMap,
 ) -> Response {
     let query = query_pairs(raw.as_deref().unwrap_or(""));
-    if let Err(resp) = check_signature(&format!("/{bucket}"), &query, &headers) {
+    if let Some(resp) = check_signature(&format!("/{bucket}"), &query, &headers) {
         return resp;
     }
     let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.as_str());

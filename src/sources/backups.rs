@@ -33,6 +33,8 @@ const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
 pub const KEEP_RECENT: usize = 30;
 
 /// Where one source looks.
+// Read once per config load and never moved around in bulk: boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
     Cronjob {

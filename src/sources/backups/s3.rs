@@ -78,7 +78,7 @@ fn tls_config() -> Result<rustls::ClientConfig, String> {
 }
 
 /// The text of the first `<tag>...</tag>` in `xml`, unescaped.
-pub fn tag<'a>(xml: &'a str, name: &str) -> Option<String> {
+pub fn tag(xml: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     let start = xml.find(&open)? + open.len();
