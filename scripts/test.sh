@@ -24,6 +24,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 
+# The S3-compatible server of the Backups tests: moto's server, with its IAM signature checks
+# turned on by the tests. Debian's Python is "externally managed", hence the flag.
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip --version >/dev/null 2>&1 || {
+    "${SUDO[@]}" apt-get update -qq
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip
+  }
+  echo "test.sh: installing moto[server] (S3 test server)" >&2
+  "${SUDO[@]}" python3 -m pip install --quiet --break-system-packages 'moto[server]>=5.1,<6'
+fi
+
 bash scripts/install-kubectl.sh
 export KUBECTL="${KUBECTL:-$(command -v kubectl)}"
 

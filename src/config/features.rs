@@ -53,6 +53,7 @@ const BACKUPS: &[(&str, Kind)] = &[
     ("max_age", Kind::Duration),
     ("retention", Kind::Duration),
     ("missing_after", Kind::Duration),
+    ("poll", Kind::Duration),
     ("source", Kind::Sources),
 ];
 const BACKUP_SOURCE: &[(&str, Kind)] = &[
@@ -84,7 +85,7 @@ const ARGOCD: &[(&str, Kind)] = &[
 
 /// Features whose code exists; the others get a "not built yet" warning so nobody expects a
 /// panel that is not there. Add a feature here when it lands.
-const BUILT: &[&str] = &["pgbouncer", "redis", "argocd"];
+const BUILT: &[&str] = &["pgbouncer", "redis", "argocd", "backups"];
 
 pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut Diagnostics<'_>) {
     let (spec, title) = match feature {

@@ -2,6 +2,7 @@
 //! them into findings. Nothing here does I/O or knows about the terminal.
 
 pub mod argocd;
+pub mod backups;
 pub mod findings;
 pub mod kube;
 pub mod pgbouncer;

@@ -23,6 +23,7 @@ pub mod logs;
 pub mod pgbouncer;
 pub mod portforward;
 pub mod redis;
+pub mod s3;
 pub mod seed;
 pub mod server;
 pub mod store;
@@ -78,6 +79,7 @@ pub struct Fleet {
     /// Per cluster, in `clusters` order: the PgBouncer console and Redis (issue 4).
     data: Vec<(pgbouncer::SimPgbouncer, redis::SimRedis)>,
     argocd: Vec<argocd::ArgoSim>,
+    s3: s3::SimS3,
 }
 
 impl Fleet {
@@ -119,10 +121,28 @@ impl Fleet {
             argocd.push(a);
         }
         // Each cluster's feature tables: PgBouncer and Redis, then ArgoCD.
+        let s3 = s3::SimS3::start()
+            .await
+            .context("starting the simulated S3 store")?;
+        let (s3_access, s3_secret) = (
+            dir.path().join("s3-access-key"),
+            dir.path().join("s3-secret-key"),
+        );
+        write_private(&s3_access, s3::ACCESS_KEY)?;
+        write_private(&s3_secret, s3::SECRET_KEY)?;
         let tables: Vec<String> = data_tables(&data, &password_file)
             .into_iter()
             .zip(argocd_tables)
-            .map(|(a, b)| a + &b)
+            .zip([Env::Staging, Env::Production])
+            .map(|((a, b), env)| {
+                a + &b
+                    + &s3::config_table(
+                        env,
+                        &s3.url(),
+                        &s3_access.display().to_string(),
+                        &s3_secret.display().to_string(),
+                    )
+            })
             .collect();
         let kubeconfig = dir.path().join("kubeconfig");
         let config = dir.path().join("config.toml");
@@ -139,6 +159,7 @@ impl Fleet {
             clusters,
             data,
             argocd,
+            s3,
         })
     }
 
@@ -181,6 +202,7 @@ impl Fleet {
         for a in &self.argocd {
             v.push((format!("argocd-{}", a.cluster()), a.url()));
         }
+        v.push(("s3".into(), self.s3.url()));
         v
     }
 
@@ -198,6 +220,7 @@ impl Fleet {
         for a in &self.argocd {
             a.shutdown().await;
         }
+        self.s3.stop();
         let _ = self.dir.close();
     }
 }

@@ -918,12 +918,16 @@ fn backups(
             "volumeMounts": [{"name": "backup-host", "mountPath": backup_dir}]});
         let pod_spec = json!({"restartPolicy": "OnFailure", "containers": [container], "volumes": [{"name": "backup-host", "hostPath": {"path": backup_dir, "type": "DirectoryOrCreate"}}]});
         let job_name = format!("{name}-{}", last.timestamp().as_second() / 60);
+        // Production's last afternoon run failed (pg_dump could not connect): the Backups
+        // panel shows the failed Job with its reason.
+        let failed = env == Env::Production && suffix == "afternoon";
         let cj = json!({
             "metadata": meta(env, "CronJob", "database", &name, labels.clone(), 86_400 * 30),
             "spec": {"schedule": format!("0 {hour} * * *"), "timeZone": "Asia/Jakarta", "concurrencyPolicy": "Forbid", "suspend": false,
                 "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
                 "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}},
-            "status": {"lastScheduleTime": last.timestamp().to_string(), "lastSuccessfulTime": ago(age_s - 94),
+            "status": {"lastScheduleTime": last.timestamp().to_string(),
+                "lastSuccessfulTime": if failed { ago(age_s + 86_400 - 94) } else { ago(age_s - 94) },
                 "active": null}
         });
         apps_out.push((&store::CRONJOBS, typed::<CronJob>(cj)));
@@ -932,13 +936,19 @@ fn backups(
         jl["job-name"] = json!(job_name);
         let mut jm = meta(env, "Job", "database", &job_name, jl.clone(), age_s);
         jm["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": uid(&format!("{}/CronJob/database/{name}", env.name())), "controller": true, "blockOwnerDeletion": true}]);
-        let job = json!({
+        let failed_status = json!({"failed": 3, "startTime": ago(age_s), "ready": 0, "terminating": 0,
+            "conditions": [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": ago(age_s - 301), "lastTransitionTime": ago(age_s - 301)},
+                           {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": ago(age_s - 301), "lastTransitionTime": ago(age_s - 301)}]});
+        let mut job = json!({
             "metadata": jm,
             "spec": {"backoffLimit": 2, "completions": 1, "parallelism": 1, "template": {"metadata": {"labels": jl}, "spec": pod_spec}},
             "status": {"succeeded": 1, "startTime": ago(age_s), "completionTime": ago(age_s - 94), "ready": 0, "terminating": 0,
                 "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": ago(age_s - 94), "lastTransitionTime": ago(age_s - 94)},
                                {"type": "Complete", "status": "True", "lastProbeTime": ago(age_s - 94), "lastTransitionTime": ago(age_s - 94)}]}
         });
+        if failed {
+            job["status"] = failed_status;
+        }
         apps_out.push((&store::JOBS, typed::<Job>(job)));
         let mut app = AppSpec::new(
             "database",

@@ -2,6 +2,7 @@
 //! Nothing here touches the terminal.
 
 pub mod argocd;
+pub mod backups;
 pub mod kube;
 pub mod pgbouncer;
 pub mod redis;
@@ -34,6 +35,9 @@ pub fn spawn_all(
         }
         if argocd::configured(c) {
             tokio::spawn(argocd::run(i, c.clone(), tx.clone(), cancel.child_token()));
+        }
+        if backups::configured(c) {
+            tokio::spawn(backups::run(i, c.clone(), tx.clone(), cancel.child_token()));
         }
     }
 }
@@ -101,6 +105,7 @@ pub enum FeatureData {
     Pgbouncer(Arc<crate::model::pgbouncer::PgbouncerSnapshot>),
     Redis(Arc<crate::model::redis::RedisSnapshot>),
     Argocd(Arc<ArgocdSnapshot>),
+    Backups(Arc<crate::model::backups::BackupsSnapshot>),
 }
 
 impl FeatureData {
@@ -109,6 +114,7 @@ impl FeatureData {
             FeatureData::Pgbouncer(_) => Feature::Pgbouncer,
             FeatureData::Redis(_) => Feature::Redis,
             FeatureData::Argocd(_) => Feature::Argocd,
+            FeatureData::Backups(_) => Feature::Backups,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! panel. Each is a pure function of its snapshot, staleness, size, clock and theme.
 
 pub mod argocd;
+pub mod backups;
 pub mod pgbouncer;
 pub mod redis;
 mod text;

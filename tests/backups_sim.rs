@@ -1,0 +1,112 @@
+//! The Backups source against the simulated fleet: CronJob and Job status through the
+//! simulated Kubernetes API, both S3 destinations through the simulated store (with its
+//! signature checks), and the fleet's silent failure raised as a finding.
+
+use opsdeck::model::backups::{JobState, findings, to_json};
+use opsdeck::sim::{Fleet, SimOptions};
+use opsdeck::sources::backups::s3::{S3Error, S3Lister};
+use opsdeck::sources::backups::{BackupsConfig, initial_statuses, poll_all};
+
+#[tokio::test]
+async fn fleet_backups_show_cronjobs_destinations_and_the_silent_one() {
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    assert!(
+        fleet
+            .endpoints()
+            .iter()
+            .any(|(k, v)| k == "s3" && v.starts_with("http://127.0.0.1:"))
+    );
+    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
+    assert!(
+        !loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("backups")),
+        "{:?}",
+        loaded.warnings
+    );
+    let prod = loaded
+        .config
+        .cluster("production")
+        .expect("production")
+        .clone();
+    let config =
+        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
+    let mut statuses = initial_statuses(&config);
+    let snap = poll_all(&prod, &config, &mut statuses).await;
+    for s in &snap.sources {
+        assert!(s.stale.is_none(), "{}: {:?}", s.name, s.stale);
+    }
+    let cron = &snap.sources[0];
+    assert_eq!(cron.cronjobs.len(), 3, "{:?}", cron.cronjobs);
+    let afternoon = cron
+        .cronjobs
+        .iter()
+        .find(|c| c.name == "postgres-backup-afternoon")
+        .expect("afternoon");
+    assert!(
+        matches!(&afternoon.last_job.as_ref().expect("job").state, JobState::Failed { reason } if reason.contains("BackoffLimitExceeded")),
+        "{afternoon:?}"
+    );
+    assert!(afternoon.last_schedule.is_some() && afternoon.last_successful.is_some());
+    let minio = &snap.sources[1];
+    let b2 = &snap.sources[2];
+    assert!(minio.count >= 19 && minio.count <= 21, "{}", minio.count);
+    assert_eq!(b2.total + 2, minio.total);
+    let size = minio.newest.as_ref().and_then(|n| n.size).expect("size");
+    assert!((40_000_000..=60_000_000).contains(&size), "{size}");
+    assert!(snap.sources[3].not_local, "vps-disk lives on prod-vps");
+    let f = findings(&snap, jiff::Timestamp::now());
+    assert!(f.iter().any(|f| f.key == "b2:missing"), "{f:?}");
+    assert!(
+        f.iter().any(|f| f.key.starts_with("cronjobs:failed:")),
+        "{f:?}"
+    );
+    assert!(!f.iter().any(|f| f.key == "minio:missing"), "{f:?}");
+    let j = to_json(&snap);
+    assert_eq!(j["sources"][3]["not_local"], true);
+    assert_eq!(j["sources"].as_array().map(Vec::len), Some(4));
+
+    // The simulated store checks signatures too.
+    let url = fleet
+        .endpoints()
+        .into_iter()
+        .find(|(k, _)| k == "s3")
+        .map(|(_, v)| v)
+        .expect("s3");
+    let err = S3Lister::new(
+        &url,
+        "postgres-backups",
+        "",
+        "us-east-1",
+        opsdeck::sim::s3::ACCESS_KEY.into(),
+        "wrong".into(),
+    )
+    .expect("lister")
+    .list_all()
+    .await
+    .expect_err("a wrong secret is refused");
+    assert!(
+        matches!(err, S3Error::Denied { ref code, .. } if code == "SignatureDoesNotMatch"),
+        "{err:?}"
+    );
+    let err = S3Lister::new(
+        &url,
+        "nope",
+        "",
+        "us-east-1",
+        opsdeck::sim::s3::ACCESS_KEY.into(),
+        opsdeck::sim::s3::SECRET_KEY.into(),
+    )
+    .expect("lister")
+    .list_all()
+    .await
+    .expect_err("no bucket");
+    assert!(matches!(err, S3Error::NoBucket { .. }), "{err:?}");
+    fleet.shutdown().await;
+}
