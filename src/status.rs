@@ -29,6 +29,7 @@ pub async fn collect(config: &Config, timeout: Duration) -> AppState {
                 || !c.pgbouncer.answered()
                 || !c.redis.answered()
                 || !c.argocd.answered()
+                || !c.backups.answered()
         })
     };
     while waiting(&state) {
@@ -54,6 +55,9 @@ pub async fn collect(config: &Config, timeout: Duration) -> AppState {
         }
         if !c.argocd.answered() {
             c.argocd.no_answer = Some(timeout);
+        }
+        if !c.backups.answered() {
+            c.backups.no_answer = Some(timeout);
         }
         c.refresh_findings(now);
     }
@@ -127,6 +131,12 @@ fn cluster_json(c: &ClusterView, now: Timestamp) -> Value {
         crate::model::pgbouncer::to_json,
     );
     panel_json(&mut obj, "redis", &c.redis, crate::model::redis::to_json);
+    panel_json(
+        &mut obj,
+        "backups",
+        &c.backups,
+        crate::model::backups::to_json,
+    );
     panel_json(&mut obj, "argocd", &c.argocd, crate::model::argocd::to_json);
     let findings: Vec<Value> = c
         .findings

@@ -47,6 +47,7 @@ actions! {
     PanelPgbouncer => "pgbouncer", "PgBouncer pools of the focused cluster";
     PanelRedis => "redis", "Redis persistence of the focused cluster";
     PanelArgocd => "argocd", "ArgoCD applications of the focused cluster";
+    PanelBackups => "backups", "backup ages per destination of the focused cluster";
     ArgoRefresh => "argo_refresh", "refresh the selected ArgoCD application";
     ArgoHardRefresh => "argo_hard_refresh", "hard-refresh the selected application (regenerate manifests)";
     ArgoSync => "argo_sync", "sync the selected application (asks first)";

@@ -8,5 +8,5 @@ pub mod state;
 pub mod update;
 
 pub use action::Action;
-pub use state::{AppState, ClusterView, FeatureTile, View};
+pub use state::{AppState, ClusterView, View};
 pub use update::{Effect, Event, update};

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use crate::config::{ClusterConfig, Config};
 use crate::keymap::{Keymap, Mode};
 use crate::model::argocd::ArgocdSnapshot;
+use crate::model::backups::BackupsSnapshot;
 use crate::model::findings::{FindingTracker, RawFinding, Severity, worst};
 use crate::model::kube::kube_findings;
 use crate::model::pgbouncer::PgbouncerSnapshot;
@@ -30,14 +31,6 @@ pub enum View {
     Runbooks,
     /// The open runbook (`AppState::run`).
     Runbook,
-}
-
-/// A feature tile (Backups) before its feature lands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeatureTile {
-    NotConfigured,
-    /// Configured in the file, but this build does not read it yet.
-    NotBuilt,
 }
 
 /// One data panel of a cluster: its latest snapshot and, while its source fails, why.
@@ -113,17 +106,12 @@ pub struct ClusterView {
     pub pgbouncer: Panel<PgbouncerSnapshot>,
     pub redis: Panel<RedisSnapshot>,
     pub argocd: Panel<ArgocdSnapshot>,
-    pub backups: FeatureTile,
+    pub backups: Panel<BackupsSnapshot>,
     tracker: FindingTracker,
 }
 
 impl ClusterView {
     pub fn new(cfg: &ClusterConfig) -> ClusterView {
-        let backups = if cfg.backups.is_some() {
-            FeatureTile::NotBuilt
-        } else {
-            FeatureTile::NotConfigured
-        };
         ClusterView {
             name: cfg.name.clone(),
             context: cfg.context.clone().unwrap_or_else(|| "(current)".into()),
@@ -136,7 +124,7 @@ impl ClusterView {
             pgbouncer: Panel::new(cfg.pgbouncer.is_some()),
             redis: Panel::new(cfg.redis.is_some()),
             argocd: Panel::new(cfg.argocd.is_some()),
-            backups,
+            backups: Panel::new(cfg.backups.is_some()),
             tracker: FindingTracker::default(),
         }
     }
@@ -193,6 +181,12 @@ impl ClusterView {
             model::argocd::failing_finding,
         );
         all.extend(self.tracker.track("argocd", argo, now));
+        let backups = self.backups.raw_findings(
+            "backups",
+            |s| model::backups::findings(s, now),
+            model::backups::failing,
+        );
+        all.extend(self.tracker.track("backups", backups, now));
         self.findings = all;
     }
 }

@@ -69,14 +69,13 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
                     FeatureData::Pgbouncer(d) => c.pgbouncer.set(d),
                     FeatureData::Redis(d) => c.redis.set(d),
                     FeatureData::Argocd(d) => c.argocd.set(d),
-                    // Placeholder so the backups branch builds; the integrator wires the tile.
-                    FeatureData::Backups(_) => {}
+                    FeatureData::Backups(d) => c.backups.set(d),
                 },
                 SourceUpdate::FeatureFailing { feature, reason } => match feature {
                     Feature::Pgbouncer => c.pgbouncer.fail(reason, now),
                     Feature::Redis => c.redis.fail(reason, now),
                     Feature::Argocd => c.argocd.fail(reason, now),
-                    Feature::Backups => {}
+                    Feature::Backups => c.backups.fail(reason, now),
                 },
             }
             c.refresh_findings(now);
@@ -254,6 +253,7 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         Action::PanelPgbouncer => set_view(state, View::Panel(state.focus, Feature::Pgbouncer)),
         Action::PanelRedis => set_view(state, View::Panel(state.focus, Feature::Redis)),
         Action::PanelArgocd => set_view(state, View::Panel(state.focus, Feature::Argocd)),
+        Action::PanelBackups => set_view(state, View::Panel(state.focus, Feature::Backups)),
         Action::RunStep if state.view == View::Runbook => {
             return runbooks::request_run(state, None);
         }

@@ -110,6 +110,14 @@ fn panel_detail(
         Feature::Pgbouncer => not_configured("PgBouncer"),
         Feature::Redis => not_configured("Redis"),
         Feature::Argocd => not_configured("ArgoCD"),
+        Feature::Backups if c.backups.configured => tiles::backups::detail(
+            c.backups.data.as_deref(),
+            c.backups.stale.as_ref(),
+            w,
+            h,
+            now,
+            theme,
+        ),
         Feature::Backups => not_configured("Backups"),
     };
     let (visible, _) = scrolled(lines, body, state.scroll);

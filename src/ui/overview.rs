@@ -7,7 +7,6 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Paragraph;
 
 use super::{MIN_COLUMN, Theme, styled, tiles, truncate};
-use crate::app::state::FeatureTile;
 use crate::app::{AppState, ClusterView};
 use crate::model::{PodSummary, Severity, age_secs, format_age};
 
@@ -323,7 +322,7 @@ pub(super) fn column(
 }
 
 /// The data panels under the Kubernetes part of a column, sharing `room` lines: configured
-/// panels get an equal share (2 to 6 lines), the others one "not configured" line.
+/// panels get an equal share (2 to 12 lines), the others one "not configured" line.
 fn panel_tiles(
     c: &ClusterView,
     state: &AppState,
@@ -331,71 +330,83 @@ fn panel_tiles(
     room: usize,
     theme: Theme,
 ) -> Vec<Line<'static>> {
-    let configured = [
-        c.pgbouncer.configured,
-        c.redis.configured,
-        c.argocd.configured,
-    ]
-    .iter()
-    .filter(|x| **x)
-    .count();
-    let unconfigured = 4 - configured;
+    type Tile<'a> = Box<dyn Fn(usize) -> Vec<Line<'static>> + 'a>;
+    let now = state.now;
+    let panels: [(&str, bool, Tile); 4] = [
+        (
+            "PgBouncer",
+            c.pgbouncer.configured,
+            Box::new(|h| {
+                tiles::pgbouncer::tile(
+                    c.pgbouncer.data.as_deref(),
+                    c.pgbouncer.stale.as_ref(),
+                    width,
+                    h,
+                    now,
+                    theme,
+                )
+            }),
+        ),
+        (
+            "Redis",
+            c.redis.configured,
+            Box::new(|h| {
+                tiles::redis::tile(
+                    c.redis.data.as_deref(),
+                    c.redis.stale.as_ref(),
+                    width,
+                    h,
+                    now,
+                    theme,
+                )
+            }),
+        ),
+        (
+            "Backups",
+            c.backups.configured,
+            Box::new(|h| {
+                tiles::backups::tile(
+                    c.backups.data.as_deref(),
+                    c.backups.stale.as_ref(),
+                    width,
+                    h,
+                    now,
+                    theme,
+                )
+            }),
+        ),
+        (
+            "ArgoCD",
+            c.argocd.configured,
+            Box::new(|h| {
+                tiles::argocd::tile(
+                    c.argocd.data.as_deref(),
+                    c.argocd.stale.as_ref(),
+                    width,
+                    h,
+                    now,
+                    theme,
+                )
+            }),
+        ),
+    ];
+    let configured = panels.iter().filter(|p| p.1).count();
     let per = room
-        .saturating_sub(unconfigured)
+        .saturating_sub(panels.len() - configured)
         .checked_div(configured)
         .map_or(0, |p| p.clamp(2, 12));
-    let not_configured = |name: &str, tile: FeatureTile| {
-        let text = match tile {
-            FeatureTile::NotConfigured => "not configured",
-            FeatureTile::NotBuilt => "configured; not read by this version",
-        };
-        Line::from(vec![
-            Span::styled(format!("{name:<10}"), theme.title()),
-            styled(text, theme.dim()),
-        ])
-    };
-    let fit = |mut lines: Vec<Line<'static>>| {
-        lines.truncate(per);
-        lines
-    };
-    let now = state.now;
     let mut out = Vec::new();
-    if c.pgbouncer.configured {
-        out.extend(fit(tiles::pgbouncer::tile(
-            c.pgbouncer.data.as_deref(),
-            c.pgbouncer.stale.as_ref(),
-            width,
-            per,
-            now,
-            theme,
-        )));
-    } else {
-        out.push(not_configured("PgBouncer", FeatureTile::NotConfigured));
-    }
-    if c.redis.configured {
-        out.extend(fit(tiles::redis::tile(
-            c.redis.data.as_deref(),
-            c.redis.stale.as_ref(),
-            width,
-            per,
-            now,
-            theme,
-        )));
-    } else {
-        out.push(not_configured("Redis", FeatureTile::NotConfigured));
-    }
-    out.push(not_configured("Backups", c.backups));
-    if c.argocd.configured {
-        out.extend(fit(tiles::argocd::tile(
-            c.argocd.data.as_deref(),
-            c.argocd.stale.as_ref(),
-            width,
-            per,
-            now,
-            theme,
-        )));
-    } else {
-        out.push(not_configured("ArgoCD", FeatureTile::NotConfigured));
+    for (name, on, tile) in &panels {
+        if *on {
+            let mut lines = tile(per);
+            lines.truncate(per);
+            out.extend(lines);
+        } else {
+            out.push(Line::from(vec![
+                Span::styled(format!("{name:<10}"), theme.title()),
+                styled("not configured", theme.dim()),
+            ]));
+        }
     }
     out
 }

@@ -154,7 +154,21 @@ pub fn tile(
     if let Some(s) = stale {
         out.push(stale_line(s, now, width, theme));
     }
-    for s in &snap.sources {
+    // When the tile is short, the sources in trouble come first: they are the news.
+    let mut sources: Vec<_> = snap.sources.iter().collect();
+    if height < snap.sources.len() + 2 {
+        sources.sort_by_key(|s| {
+            let rank = if s.stale.is_some() {
+                1
+            } else if s.not_local {
+                3
+            } else {
+                2
+            };
+            (std::cmp::Reverse(source_severity(snap, s, now)), rank)
+        });
+    }
+    for s in sources {
         let style = if s.stale.is_some() {
             theme.stale()
         } else if s.not_local {
