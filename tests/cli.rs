@@ -90,9 +90,15 @@ fn status_demo_json_follows_the_schema_and_exits_2_on_critical_findings() {
     );
     assert_eq!(prod["redis"]["rdb_enabled"], false);
     assert!(prod["argocd"]["apps"].as_array().unwrap().len() >= 6);
+    let sources = prod["backups"]["sources"].as_array().unwrap();
+    let age = |name: &str| {
+        sources.iter().find(|s| s["name"] == name).unwrap()["age_s"]
+            .as_i64()
+            .unwrap()
+    };
     assert!(
-        prod.get("backups").is_none(),
-        "features not configured are absent"
+        age("b2") > age("minio"),
+        "the simulated B2 stopped receiving backups"
     );
     assert_eq!(out.status.code(), Some(2));
 }
@@ -188,4 +194,48 @@ fn sim_prints_kubeconfig_then_config_and_cleans_up() {
         !std::path::Path::new(&kubeconfig).exists(),
         "files are removed on exit"
     );
+}
+
+#[test]
+fn status_of_an_unreachable_cluster_has_no_pods_and_no_unconfigured_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "[[cluster]]\nname = \"lost\"\nkubeconfig = \"/nonexistent/kubeconfig\"\n",
+    )
+    .unwrap();
+    let out = opsdeck()
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "status",
+            "--json",
+            "--timeout",
+            "2s",
+        ])
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let c = &doc["clusters"][0];
+    assert_eq!(c["reachable"], false);
+    for key in [
+        "pods",
+        "workloads",
+        "nodes",
+        "pgbouncer",
+        "redis",
+        "backups",
+        "argocd",
+    ] {
+        assert!(c.get(key).is_none(), "{key} should be absent: {c}");
+    }
+    assert!(
+        c["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "crit")
+    );
+    assert_eq!(out.status.code(), Some(2));
 }
