@@ -342,7 +342,6 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                     );
                     tokio::spawn(async move {
                         let started = Timestamp::now();
-                        let what = action.describe(&app);
                         let result = crate::sources::argocd::perform(&cfg, &app, action).await;
                         let outcome = result
                             .as_ref()
@@ -360,13 +359,13 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                         );
                         let recorded = audit.append(&rec, &[]);
                         let mut text = match result {
-                            Ok(()) => format!("{what}: sent"),
-                            Err(e) => format!("{what}: {e}"),
+                            Ok(()) => format!("{} accepted", action.name()),
+                            Err(e) => e,
                         };
                         if let Err(e) = recorded {
                             text.push_str(&format!(" (audit record not written: {e})"));
                         }
-                        let _ = tx.send(Event::Notice(text));
+                        let _ = tx.send(Event::ArgoResult { cluster, app, text });
                     });
                     continue;
                 }

@@ -226,6 +226,8 @@ pub struct AppState {
     pub argo_cursor: usize,
     /// An ArgoCD action waiting for confirmation; keys go to it first.
     pub argo_modal: Option<super::argocd::ArgoModal>,
+    /// The last action's outcome per (cluster, application), shown in its row.
+    pub argo_results: std::collections::HashMap<(usize, String), String>,
     /// The outcome of the last background action, shown in the footer.
     pub flash: Option<String>,
 }
@@ -254,6 +256,7 @@ impl AppState {
             forward_cursor: 0,
             argo_cursor: 0,
             argo_modal: None,
+            argo_results: Default::default(),
             flash: None,
         }
     }

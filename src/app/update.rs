@@ -25,6 +25,12 @@ pub enum Event {
     Forwards(std::sync::Arc<crate::forward::ForwardSnapshot>),
     /// A background effect finished: say how it went.
     Notice(String),
+    /// An ArgoCD action's outcome (`accepted` or the error), shown in the app's row too.
+    ArgoResult {
+        cluster: usize,
+        app: String,
+        text: String,
+    },
 }
 
 /// What the runner must do after an update.
@@ -94,6 +100,11 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
         }
         Event::Notice(text) => {
             state.flash = Some(text);
+            vec![]
+        }
+        Event::ArgoResult { cluster, app, text } => {
+            state.flash = Some(format!("{app}: {text}"));
+            state.argo_results.insert((cluster, app), text);
             vec![]
         }
         Event::Run(ev) => {

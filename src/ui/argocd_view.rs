@@ -92,7 +92,11 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, cluster: usize, t
         if i == state.argo_cursor {
             style = style.add_modifier(Modifier::REVERSED);
         }
-        lines.push(Line::styled(truncate(&text, width), style));
+        let mut spans = vec![Span::styled(text, style)];
+        if let Some(result) = state.argo_results.get(&(cluster, a.name.clone())) {
+            spans.push(Span::styled(format!("  {result}"), theme.dim()));
+        }
+        lines.push(Line::from(spans));
     }
     frame.render_widget(Paragraph::new(lines), list);
     if let Some(a) = apps.get(state.argo_cursor) {
