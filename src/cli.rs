@@ -337,10 +337,86 @@ fn config_check(cli: &Cli) -> i32 {
                 let ctx = c.context.as_deref().unwrap_or("(current context)");
                 let prod = if c.protected { " [PROD]" } else { "" };
                 println!("cluster {}{prod}: kubeconfig {kc}, context {ctx}", c.name);
+                match resolve_api_server(c) {
+                    Ok(server) => println!("  kubernetes: {server}"),
+                    Err(e) => eprintln!("warning: cluster {}: {e}", c.name),
+                }
+                for (feature, table) in [
+                    ("pgbouncer", &c.pgbouncer),
+                    ("redis", &c.redis),
+                    ("argocd", &c.argocd),
+                ] {
+                    if let Some(Ok(Some(ep))) =
+                        table.as_ref().map(crate::config::Endpoint::from_table)
+                    {
+                        println!("  {feature}: {}", describe_endpoint(&ep));
+                    }
+                }
+                let sources = c
+                    .backups
+                    .as_ref()
+                    .and_then(|b| b.get("source"))
+                    .and_then(|s| s.as_array());
+                for src in sources.into_iter().flatten().filter_map(|s| s.as_table()) {
+                    let name = src.get("name").and_then(|v| v.as_str()).unwrap_or("?");
+                    let kind = src.get("kind").and_then(|v| v.as_str()).unwrap_or("?");
+                    let place = match crate::config::Endpoint::from_table(src) {
+                        Ok(Some(ep)) => describe_endpoint(&ep),
+                        _ => src
+                            .get("path")
+                            .or(src.get("namespace"))
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("")
+                            .to_string(),
+                    };
+                    println!("  backups/{name} ({kind}): {place}");
+                }
             }
             println!("{}: valid", path.display());
             exit::OK
         }
+    }
+}
+
+/// Where a cluster's API server is, read from its kubeconfig and context (no request is made).
+fn resolve_api_server(c: &crate::config::ClusterConfig) -> Result<String, String> {
+    let kc = match &c.kubeconfig {
+        Some(p) => kube::config::Kubeconfig::read_from(p)
+            .map_err(|e| format!("kubeconfig {}: {e}", p.display()))?,
+        None => kube::config::Kubeconfig::read().map_err(|e| format!("kubeconfig: {e}"))?,
+    };
+    let ctx_name = c
+        .context
+        .clone()
+        .or(kc.current_context.clone())
+        .ok_or("the kubeconfig names no current context")?;
+    let ctx = kc
+        .contexts
+        .iter()
+        .find(|n| n.name == ctx_name)
+        .and_then(|n| n.context.as_ref())
+        .ok_or_else(|| format!("context {ctx_name:?} is not in the kubeconfig"))?;
+    let cluster = kc
+        .clusters
+        .iter()
+        .find(|n| n.name == ctx.cluster)
+        .and_then(|n| n.cluster.as_ref())
+        .ok_or_else(|| {
+            format!(
+                "cluster {:?} of context {ctx_name:?} is not in the kubeconfig",
+                ctx.cluster
+            )
+        })?;
+    cluster
+        .server
+        .clone()
+        .ok_or_else(|| "the kubeconfig cluster has no server".to_string())
+}
+
+fn describe_endpoint(ep: &crate::config::Endpoint) -> String {
+    match ep {
+        crate::config::Endpoint::Service { .. } => format!("{ep} (through a port-forward)"),
+        other => other.to_string(),
     }
 }
 
