@@ -2,8 +2,10 @@
 //! front of the simulated ArgoCD. `ca_file` trusts the private CA; another CA is refused with a
 //! certificate error; `insecure_skip_verify` connects and is marked insecure on the snapshot.
 
+#[path = "support/certs.rs"]
+mod certs;
+
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,82 +15,6 @@ use opsdeck::sim::seed::Env;
 use opsdeck::sources::{FeatureData, SourceEvent, SourceUpdate};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (install the Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn certs(dir: &Path) {
-    for ca in ["good", "other"] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &format!("{ca}-ca.key"),
-                "-out",
-                &format!("{ca}-ca.crt"),
-                "-days",
-                "2",
-                "-subj",
-                &format!("/CN={ca} CA"),
-            ],
-        );
-    }
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "good-ca.crt",
-            "-CAkey",
-            "good-ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
 
 /// Terminates TLS on a loopback port and relays each connection to `upstream`.
 async fn tls_front(dir: &Path, upstream: String) -> u16 {
@@ -163,7 +89,7 @@ async fn first(c: ClusterConfig) -> Result<Arc<opsdeck::model::argocd::ArgocdSna
 async fn private_ca_trusted_other_ca_refused_insecure_marked() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    certs(dir.path());
+    certs::make(dir.path());
     let argo = ArgoSim::start(Env::Production, false)
         .await
         .expect("sim starts");

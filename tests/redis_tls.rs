@@ -2,6 +2,9 @@
 //! made with the `openssl` command: the right CA connects and reads INFO; another CA is refused
 //! with a message that says it is a certificate problem.
 
+#[path = "support/certs.rs"]
+mod certs;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,84 +18,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("openssl runs (install the Debian package openssl)");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            &format!("{name}-ca.key"),
-            "-out",
-            &format!("{name}-ca.crt"),
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-        ],
-    );
-}
-
-fn make_server_cert(dir: &Path) {
-    openssl(
-        dir,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
-    )
-    .unwrap();
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "good-ca.crt",
-            "-CAkey",
-            "good-ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.crt",
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
 }
 
 fn start_tls_redis(dir: &Path) -> (Proc, u16) {
@@ -171,9 +96,7 @@ fn config(port: u16, ca: &Path) -> RedisConfig {
 async fn tls_with_the_right_ca_reads_persistence_and_another_ca_is_refused() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
-    make_ca(dir.path(), "good");
-    make_ca(dir.path(), "other");
-    make_server_cert(dir.path());
+    certs::make(dir.path());
     let (_redis, port) = start_tls_redis(dir.path());
 
     let mut conn = RedisConn::connect(&config(port, &dir.path().join("good-ca.crt")), None)
