@@ -402,6 +402,9 @@ pub fn exit_code(status: Option<&Status>) -> i32 {
         .unwrap_or(1)
 }
 
+/// How long output may keep draining after the exec's connection ended.
+const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// What a non-interactive exec printed and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExecOutput {
@@ -438,26 +441,37 @@ pub async fn exec_capture(
     let status = proc.take_status();
     let mut out = proc.stdout();
     let mut err = proc.stderr();
-    let read_out = async {
-        let mut s = String::new();
-        if let Some(r) = out.as_mut() {
-            let _ = r.read_to_string(&mut s).await;
+    let (mut out_buf, mut err_buf) = (Vec::new(), Vec::new());
+    {
+        let reading = async {
+            let o = async {
+                if let Some(r) = out.as_mut() {
+                    let _ = r.read_to_end(&mut out_buf).await;
+                }
+            };
+            let e = async {
+                if let Some(r) = err.as_mut() {
+                    let _ = r.read_to_end(&mut err_buf).await;
+                }
+            };
+            tokio::join!(o, e);
+        };
+        tokio::pin!(reading);
+        // kube-rs ends the output streams when its message loop ends normally; when the loop
+        // fails instead they stay open, so the loop's end also ends the reading.
+        tokio::select! {
+            () = &mut reading => {}
+            _ = proc.join() => {
+                let _ = tokio::time::timeout(DRAIN, &mut reading).await;
+            }
         }
-        s
-    };
-    let read_err = async {
-        let mut s = String::new();
-        if let Some(r) = err.as_mut() {
-            let _ = r.read_to_string(&mut s).await;
-        }
-        s
-    };
-    let (stdout, stderr) = tokio::join!(read_out, read_err);
+    }
     let status = match status {
-        Some(s) => s.await,
+        Some(s) => tokio::time::timeout(DRAIN, s).await.ok().flatten(),
         None => None,
     };
-    let _ = proc.join().await;
+    let stdout = String::from_utf8_lossy(&out_buf).into_owned();
+    let stderr = String::from_utf8_lossy(&err_buf).into_owned();
     Ok(ExecOutput {
         stdout,
         stderr,
@@ -517,6 +531,11 @@ pub async fn exec_interactive(
                 None => break,
             }
         }
+        // Our stdin ended: the container's ends too, and the process decides what to do.
+        if let Some(w) = stdin.as_mut() {
+            let _ = w.shutdown().await;
+        }
+        std::future::pending::<()>().await;
     };
     let mut stdout = proc.stdout();
     let pump_out = async {
@@ -534,20 +553,22 @@ pub async fn exec_interactive(
             }
         }
     };
-    let status = async {
-        match status {
-            Some(s) => s.await,
-            None => None,
+    tokio::pin!(pump_out);
+    tokio::select! {
+        // Output ends when the process does.
+        () = &mut pump_out => {}
+        // The connection ended without closing the output (see `exec_capture`).
+        _ = proc.join() => {
+            let _ = tokio::time::timeout(DRAIN, &mut pump_out).await;
         }
-    };
-    let (status, ()) = tokio::select! {
-        // Output ends when the process does; then the status arrives.
-        r = async { tokio::join!(status, pump_out) } => r,
-        () = pump_in => (None, ()),
-    };
+        () = pump_in => {}
+    }
     stop.store(true, Ordering::SeqCst);
     let _ = reader.join();
-    proc.abort();
+    let status = match status {
+        Some(s) => tokio::time::timeout(DRAIN, s).await.ok().flatten(),
+        None => None,
+    };
     Ok(exit_code(status.as_ref()))
 }
 
