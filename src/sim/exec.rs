@@ -180,8 +180,15 @@ async fn finish(socket: &mut WebSocket, code: i32, command: &[String]) {
     if !send(socket, STATUS, &status).await {
         return;
     }
-    // The client hangs up once it has the Status; closing first could fail its last stdin
-    // write (kube-rs then never ends the output streams). Wait for it, briefly.
+    let close = axum::extract::ws::CloseFrame {
+        code: axum::extract::ws::close_code::NORMAL,
+        reason: "".into(),
+    };
+    if socket.send(Message::Close(Some(close))).await.is_err() {
+        return;
+    }
+    // Keep the connection until the client hangs up: dropping it at once can reset it before
+    // the client has read the Status (kube-rs then never ends the output streams).
     let _ = tokio::time::timeout(LINGER, async {
         while let Some(Ok(m)) = socket.recv().await {
             if matches!(m, Message::Close(_)) {
@@ -190,7 +197,6 @@ async fn finish(socket: &mut WebSocket, code: i32, command: &[String]) {
         }
     })
     .await;
-    let _ = socket.send(Message::Close(None)).await;
 }
 
 async fn emit(socket: &mut WebSocket, out: &Output, tty: bool) -> bool {

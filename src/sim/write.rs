@@ -115,6 +115,15 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request) -> Result<Response
             ));
         }
     };
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    if !body.is_empty() && !(media.is_empty() || media.ends_with("json")) {
+        // client-go retries in JSON when protobuf (or CBOR) gets 415.
+        return Ok(status_error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            &format!("the simulated API server reads JSON bodies only (got {media})"),
+        ));
+    }
     let body: Option<Value> = if body.is_empty() {
         None
     } else {
