@@ -459,9 +459,14 @@ fn compare(column: PodColumn, a: &PodSummary, b: &PodSummary) -> Ordering {
         PodColumn::Name => a.name.cmp(&b.name),
         // Not ready first.
         PodColumn::Ready => a.ready.cmp(&b.ready),
-        PodColumn::Status => health_rank(a)
-            .cmp(&health_rank(b))
-            .then_with(|| b.restarts.cmp(&a.restarts)),
+        // Among unhealthy pods, the one restarting most first; healthy ones by name.
+        PodColumn::Status => health_rank(a).cmp(&health_rank(b)).then_with(|| {
+            if a.reason.is_some() {
+                b.restarts.cmp(&a.restarts)
+            } else {
+                Ordering::Equal
+            }
+        }),
         // Most restarts first.
         PodColumn::Restarts => b.restarts.cmp(&a.restarts),
         // Youngest first; unknown creation last.

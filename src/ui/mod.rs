@@ -2,6 +2,7 @@
 //! fetches or waits; views only read `AppState`.
 
 mod cluster;
+pub mod drill;
 mod findings;
 mod help;
 mod overview;
