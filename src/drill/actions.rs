@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job, JobSpec};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Status};
 use kube::Api;
@@ -368,7 +368,7 @@ pub fn job_from_cronjob(cj: &CronJob, job_name: &str) -> Result<Job, String> {
             }]),
             ..ObjectMeta::default()
         },
-        spec: Some(template.spec.clone().unwrap_or_else(JobSpec::default)),
+        spec: Some(template.spec.clone().unwrap_or_default()),
         status: None,
     })
 }

@@ -116,7 +116,7 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request) -> Result<Response
         }
     };
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if !body.is_empty() && !(media.is_empty() || media.ends_with("json")) {
+    if !(body.is_empty() || media.is_empty() || media.ends_with("json")) {
         // client-go retries in JSON when protobuf (or CBOR) gets 415.
         return Ok(status_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -184,11 +184,12 @@ pub fn merge(target: &mut Value, patch: &Value) {
     }
 }
 
-fn check_patch_type(content_type: &str) -> Result<(), Response> {
+/// `Some(415 response)` unless the patch is a merge or strategic-merge patch.
+fn check_patch_type(content_type: &str) -> Option<Response> {
     let ct = content_type.split(';').next().unwrap_or("").trim();
     match ct {
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => Ok(()),
-        _ => Err(status_error(
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => None,
+        _ => Some(status_error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "UnsupportedMediaType",
             &format!(
@@ -205,7 +206,7 @@ fn patch(
     body: Option<Value>,
     content_type: &str,
 ) -> Response {
-    if let Err(r) = check_patch_type(content_type) {
+    if let Some(r) = check_patch_type(content_type) {
         return r;
     }
     let Some(old) = shared.store.get(t.kind, &t.ns, name) else {
@@ -370,7 +371,7 @@ fn set_scale(
     };
     let body = body.unwrap_or(Value::Null);
     let replicas = if content_type.contains("patch") {
-        if let Err(r) = check_patch_type(content_type) {
+        if let Some(r) = check_patch_type(content_type) {
             return r;
         }
         let mut scale = scale_object(&old, t.kind);
