@@ -214,6 +214,10 @@ impl PodTable {
         let keep = self
             .selected_pod()
             .map(|p| (p.namespace.clone(), p.name.clone()));
+        // The old indexes mean nothing in the new snapshot.
+        self.visible.clear();
+        self.order.clear();
+        self.selected = 0;
         self.keys = pods
             .iter()
             .map(|p| {
