@@ -116,6 +116,13 @@ async fn detail_and_events_of_the_crashing_pod() {
     let d = pod::get(client.clone(), "goapps-production", &name)
         .await
         .expect("detail");
+    assert_eq!(
+        pod::workload_of(client.clone(), &d).await,
+        Some((
+            opsdeck::drill::WorkloadKind::Deployment,
+            "iam-service".to_string()
+        ))
+    );
     let c = &d.containers[0];
     assert_eq!(c.state, "Waiting: CrashLoopBackOff");
     assert_eq!(c.last_termination, Some(("Error".to_string(), 1)));

@@ -167,6 +167,42 @@ impl QuickAction {
     }
 }
 
+/// How an action was confirmed, as the audit record's `confirmation` says it.
+pub const CONFIRMED_BY_KEY: &str = "key";
+pub const CONFIRMED_BY_TYPING: &str = "typed";
+
+/// Decides whether a confirm modal may run `action`: refused in read-only mode; on a protected
+/// cluster `typed` must be the cluster's name. Returns the `confirmation` to record, or the
+/// sentence to show in the modal.
+pub fn confirm(
+    action: &QuickAction,
+    protected: bool,
+    read_only: bool,
+    typed: Option<&str>,
+) -> Result<&'static str, String> {
+    if read_only && action.is_state_changing() {
+        return Err(format!(
+            "read-only mode: {} is refused (start opsdeck without --read-only to act)",
+            action.audit_name()
+        ));
+    }
+    if !action.needs_typed_confirmation(protected) {
+        return Ok(CONFIRMED_BY_KEY);
+    }
+    match typed.map(str::trim) {
+        Some(t) if t == action.confirmation_word() => Ok(CONFIRMED_BY_TYPING),
+        Some("") | None => Err(format!(
+            "{} is protected: type {} to confirm",
+            action.cluster,
+            action.confirmation_word()
+        )),
+        Some(other) => Err(format!(
+            "{other:?} is not {:?}: type the cluster's name exactly",
+            action.confirmation_word()
+        )),
+    }
+}
+
 /// The `action` audit record of `action` with its result (`ok` or the error text).
 /// `confirmation` is how it was confirmed: `key`, `typed` or `yes-flag`.
 pub fn action_record(
@@ -649,6 +685,24 @@ mod tests {
         assert!(a.needs_typed_confirmation(true));
         assert!(!a.needs_typed_confirmation(false));
         assert_eq!(a.confirmation_word(), "production");
+    }
+
+    #[test]
+    fn confirm_refuses_read_only_and_wants_the_typed_name_on_protected_clusters() {
+        let a = restart();
+        assert!(
+            confirm(&a, false, true, None)
+                .unwrap_err()
+                .contains("read-only")
+        );
+        assert_eq!(confirm(&a, false, false, None), Ok("key"));
+        assert!(
+            confirm(&a, true, false, None)
+                .unwrap_err()
+                .contains("type production")
+        );
+        assert!(confirm(&a, true, false, Some("prod")).is_err());
+        assert_eq!(confirm(&a, true, false, Some(" production ")), Ok("typed"));
     }
 
     #[test]

@@ -5,7 +5,10 @@ use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerState, Pod, Probe};
 use kube::Api;
 
+use k8s_openapi::api::apps::v1::ReplicaSet;
+
 use super::DrillError;
+use super::actions::WorkloadKind;
 
 /// One container of a pod, as the detail view shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,6 +190,41 @@ impl PodDetail {
     }
 }
 
+/// The workload a pod belongs to, by its controller owner: a ReplicaSet's Deployment is
+/// the ReplicaSet's name without its pod-template-hash (see [`workload_of`] for the exact one).
+pub fn workload_guess(pod: &PodDetail) -> Option<(WorkloadKind, String)> {
+    let (kind, name) = pod.owner.as_deref()?.split_once('/')?;
+    match kind {
+        "ReplicaSet" => name
+            .rsplit_once('-')
+            .map(|(d, _)| (WorkloadKind::Deployment, d.to_string())),
+        "StatefulSet" => Some((WorkloadKind::StatefulSet, name.to_string())),
+        "DaemonSet" => Some((WorkloadKind::DaemonSet, name.to_string())),
+        _ => None,
+    }
+}
+
+/// The workload a pod belongs to, asking the API for a ReplicaSet's owner; falls back to
+/// [`workload_guess`] when the ReplicaSet cannot be read.
+pub async fn workload_of(client: kube::Client, pod: &PodDetail) -> Option<(WorkloadKind, String)> {
+    let (kind, name) = pod.owner.as_deref()?.split_once('/')?;
+    if kind == "ReplicaSet" {
+        let rs = Api::<ReplicaSet>::namespaced(client, &pod.namespace)
+            .get(name)
+            .await;
+        if let Ok(rs) = rs {
+            return rs
+                .metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true) && o.kind == "Deployment")
+                .map(|o| (WorkloadKind::Deployment, o.name.clone()));
+        }
+    }
+    workload_guess(pod)
+}
+
 /// Fetches one pod's detail.
 pub async fn get(client: kube::Client, ns: &str, name: &str) -> Result<PodDetail, DrillError> {
     let pod = Api::<Pod>::namespaced(client, ns)
@@ -225,5 +263,9 @@ mod tests {
             "liveness tcp:8080 every 20s, readiness http:/healthz:8080 every 10s"
         );
         assert_eq!(d.default_container(), Some("iam"));
+        assert_eq!(
+            workload_guess(&d),
+            Some((WorkloadKind::Deployment, "iam".to_string()))
+        );
     }
 }
