@@ -73,27 +73,14 @@ fn status_demo_json_follows_the_schema_and_exits_2_on_critical_findings() {
     assert_eq!(prod["nodes"]["total"], 1);
     for f in prod["findings"].as_array().unwrap() {
         assert!(f["severity"] == "warn" || f["severity"] == "crit");
-        assert!(
-            ["kubernetes", "pgbouncer", "redis", "argocd", "backups"]
-                .contains(&f["source"].as_str().unwrap()),
-            "{f}"
-        );
+        assert!(["kubernetes", "pgbouncer", "redis", "argocd", "backups"].contains(&f["source"].as_str().unwrap()), "{f}");
         assert!(f["since"].as_str().unwrap().ends_with('Z'));
     }
     // The simulated fleet configures PgBouncer, Redis and ArgoCD; their data sits under their keys.
-    assert!(
-        prod["pgbouncer"]["pools"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["cl_waiting"].as_u64().unwrap() > 0)
-    );
+    assert!(prod["pgbouncer"]["pools"].as_array().unwrap().iter().any(|p| p["cl_waiting"].as_u64().unwrap() > 0));
     assert_eq!(prod["redis"]["rdb_enabled"], false);
     assert!(prod["argocd"]["apps"].as_array().unwrap().len() >= 6);
-    assert!(
-        prod.get("backups").is_none(),
-        "features not configured are absent"
-    );
+    assert!(prod.get("backups").is_none(), "features not configured are absent");
     assert_eq!(out.status.code(), Some(2));
 }
 
