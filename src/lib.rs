@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cli_forward;
 pub mod cli_runbook;
 pub mod config;
+pub mod drill;
 pub mod forward;
 pub mod keymap;
 pub mod model;

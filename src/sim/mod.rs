@@ -15,10 +15,13 @@
 //! | `logs.rs` | plausible container logs |
 //! | `portforward.rs` | `pods/portforward` over WebSocket and the loopback servers behind pod ports |
 //! | `argocd.rs` | the simulated ArgoCD API of each cluster |
+//! | `write.rs` | PATCH/PUT/POST/DELETE, the scale subresource, and the controllers reacting to them |
+//! | `exec.rs` | `pods/exec` over WebSocket into a tiny simulated shell |
 
 pub mod argocd;
 pub mod churn;
 pub mod cluster;
+pub mod exec;
 pub mod logs;
 pub mod pgbouncer;
 pub mod portforward;
@@ -28,6 +31,7 @@ pub mod seed;
 pub mod server;
 pub mod store;
 pub mod table;
+pub mod write;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

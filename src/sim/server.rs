@@ -1,6 +1,7 @@
 //! The HTTP face of one simulated cluster: the subset of the Kubernetes API that kube-rs
 //! watchers and `kubectl` use (discovery, list with selectors and paging, watch with
 //! bookmarks and 410 Expired, get, pod logs, server-side Tables), plus fault injection.
+//! Writes and the scale subresource are in `write.rs`, `pods/exec` in `exec.rs`.
 //!
 //! Requests are routed by hand from the path so every kind in [`store::KINDS`] gets the
 //! same list/watch/get machinery; later endpoints can be merged into [`router`].
@@ -110,6 +111,23 @@ async fn handle(State(shared): State<Arc<ClusterShared>>, req: Request) -> Respo
     {
         return super::portforward::handle(shared, req).await;
     }
+    let exec_target = {
+        let segs: Vec<&str> = req
+            .uri()
+            .path()
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        super::exec::matches(&segs).map(|(ns, pod)| (ns.to_string(), pod.to_string()))
+    };
+    if let Some((ns, pod)) = exec_target {
+        return super::exec::handle(shared, req, &ns, &pod).await;
+    }
+    // Writes (PATCH, PUT, POST, DELETE) and the scale subresource: see `write.rs`.
+    let req = match super::write::handle(shared.clone(), req).await {
+        Ok(resp) => return resp,
+        Err(req) => req,
+    };
     if req.method() != Method::GET {
         return status_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -209,7 +227,7 @@ fn resource_list(g: &str, v: &str) -> Value {
         .filter(|k| k.group == g && k.version == v)
     {
         let mut r = json!({"name": k.plural, "singularName": k.singular, "namespaced": k.namespaced, "kind": k.kind,
-            "verbs": ["get", "list", "watch"], "shortNames": k.short_names});
+            "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"], "shortNames": k.short_names});
         if k.plural == "pods"
             || k.plural == "deployments"
             || k.plural == "statefulsets"
@@ -221,6 +239,11 @@ fn resource_list(g: &str, v: &str) -> Value {
         resources.push(r);
         if k.plural == "pods" {
             resources.push(json!({"name": "pods/log", "singularName": "", "namespaced": true, "kind": "Pod", "verbs": ["get"]}));
+            resources.push(json!({"name": "pods/exec", "singularName": "", "namespaced": true, "kind": "PodExecOptions", "verbs": ["create", "get"]}));
+        }
+        if k.plural == "deployments" || k.plural == "statefulsets" {
+            resources.push(json!({"name": format!("{}/scale", k.plural), "singularName": "", "namespaced": true,
+                "group": "autoscaling", "version": "v1", "kind": "Scale", "verbs": ["get", "patch", "update"]}));
         }
     }
     let gv = if g.is_empty() {

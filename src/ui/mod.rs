@@ -3,6 +3,7 @@
 
 mod argocd_view;
 mod cluster;
+pub mod drill;
 mod findings;
 pub mod forwards;
 mod help;
