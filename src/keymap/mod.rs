@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use crate::app::action::Action;
 
 /// Keymaps shipped inside the binary, by name.
-pub const EMBEDDED: &[(&str, &str)] = &[("default", include_str!("../../keymaps/default.toml"))];
+pub const EMBEDDED: &[(&str, &str)] = &[
+    ("default", include_str!("../../keymaps/default.toml")),
+    ("vim", include_str!("../../keymaps/vim.toml")),
+];
 
 /// A key the terminal can report. Independent of the terminal library so keymaps are testable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -265,10 +268,18 @@ impl Keymap {
         let mut warnings = Vec::new();
         let default = Keymap::parse(EMBEDDED[0].1).unwrap_or_default();
         let mut km = match EMBEDDED.iter().find(|(n, _)| *n == name_or_path) {
-            Some((_, text)) => Keymap::parse(text).unwrap_or_else(|e| {
-                warnings.push(format!("embedded keymap {name_or_path}: {e}"));
-                default.clone()
-            }),
+            // Another embedded keymap (vim) is laid over the default one, so a view it does
+            // not mention keeps its default keys.
+            Some((_, text)) => {
+                let mut km = default.clone();
+                match km.merge_text(text) {
+                    Ok(()) => km,
+                    Err(e) => {
+                        warnings.push(format!("embedded keymap {name_or_path}: {e}"));
+                        default.clone()
+                    }
+                }
+            }
             None => match std::fs::read_to_string(name_or_path) {
                 Ok(text) => {
                     let mut km = default.clone();
