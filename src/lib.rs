@@ -9,6 +9,7 @@ pub mod cli_forward;
 pub mod cli_runbook;
 pub mod config;
 pub mod drill;
+pub mod effects;
 pub mod forward;
 pub mod keymap;
 pub mod model;

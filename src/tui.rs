@@ -171,6 +171,37 @@ fn translate(ev: crossterm::event::KeyEvent) -> Option<Key> {
     })
 }
 
+/// Runs an exec quick action on the real terminal and records it; returns the notice.
+async fn run_exec(
+    config: &crate::config::Config,
+    action: &crate::drill::actions::QuickAction,
+    confirmation: crate::runbook::run::Confirmation,
+) -> String {
+    use crate::drill::actions::{QuickActionKind, action_record, exec_interactive};
+    let QuickActionKind::Exec { ns, pod, container } = &action.kind else {
+        return String::new();
+    };
+    let Some(cluster) = config.clusters.iter().find(|c| c.name == action.cluster) else {
+        return format!("no cluster {}", action.cluster);
+    };
+    let audit = crate::runbook::audit::AuditLog::new(config.audit_log.clone());
+    let actor = crate::runbook::audit::Actor::current();
+    let started = Timestamp::now();
+    let result = match crate::sources::kube::client_for(cluster).await {
+        Ok(client) => exec_interactive(client, ns, pod, container, &["sh"])
+            .await
+            .map(|code| format!("shell exited with {code}")),
+        Err(e) => Err(e),
+    };
+    let mut record = action_record(action, &result, &actor, confirmation.as_str());
+    record.started_at = started.to_string();
+    let _ = audit.append(&record, &[]);
+    match result {
+        Ok(t) => format!("exec {ns}/{pod} ({container}): {t}"),
+        Err(e) => format!("exec {ns}/{pod}: {e}"),
+    }
+}
+
 /// Puts `text` on the terminal's clipboard with OSC 52, which terminals honour over SSH.
 fn copy_osc52(text: &str) {
     let mut out = io::stdout().lock();
@@ -219,6 +250,9 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
         run_commands,
         mut run_events,
     } = workers;
+    // Running log streams, by generation, so leaving a log view stops its stream.
+    let mut log_streams: std::collections::HashMap<u64, tokio_util::sync::CancellationToken> =
+        Default::default();
     // Results of background effects (a forward started, ...) come back on this channel.
     let (bg_tx, mut bg_rx) = tokio::sync::mpsc::unbounded_channel::<Event>();
     {
@@ -370,6 +404,30 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                     continue;
                 }
                 Effect::Quit => continue,
+                Effect::Quick {
+                    action,
+                    confirmation,
+                } if matches!(
+                    action.kind,
+                    crate::drill::actions::QuickActionKind::Exec { .. }
+                ) =>
+                {
+                    // A shell gets the real terminal: stop reading keys, leave the alternate
+                    // screen (raw mode stays for the remote TTY), run it, take the terminal back.
+                    drop(input);
+                    let _ = execute!(io::stdout(), terminal::LeaveAlternateScreen, cursor::Show);
+                    let text = run_exec(&config, &action, confirmation).await;
+                    terminal::enable_raw_mode()?;
+                    execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
+                    term.clear()?;
+                    input = EventStream::new();
+                    update(&mut state, Event::Notice(text));
+                    continue;
+                }
+                other => {
+                    crate::effects::spawn(other, &config, &bg_tx, &mut log_streams);
+                    continue;
+                }
             };
             let interactive = matches!(&cmd, RunCommand::Step { runbook, index, .. }
                 if runbook.steps.get(*index).is_some_and(|s| s.attrs.interactive));

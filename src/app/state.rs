@@ -27,6 +27,16 @@ pub enum View {
     Panel(usize, crate::sources::Feature),
     /// The port-forward shortcuts and internal forwards.
     Forwards,
+    /// A cluster's pods table.
+    Pods(usize),
+    /// One pod: containers, events (`AppState::drill.pod`).
+    Pod,
+    /// A pod's log tail.
+    Logs,
+    /// A cluster's warning events.
+    Events,
+    /// A cluster's workloads.
+    Workloads,
     /// The runbook list.
     Runbooks,
     /// The open runbook (`AppState::run`).
@@ -226,6 +236,8 @@ pub struct AppState {
     pub argo_cursor: usize,
     /// An ArgoCD action waiting for confirmation; keys go to it first.
     pub argo_modal: Option<super::argocd::ArgoModal>,
+    /// The drill-down: pods table, pod, logs, events, workloads and their modal.
+    pub drill: super::drill::DrillState,
     /// The last action's outcome per (cluster, application), shown in its row.
     pub argo_results: std::collections::HashMap<(usize, String), String>,
     /// The outcome of the last background action, shown in the footer.
@@ -257,6 +269,7 @@ impl AppState {
             argo_cursor: 0,
             argo_modal: None,
             argo_results: Default::default(),
+            drill: Default::default(),
             flash: None,
         }
     }
@@ -275,6 +288,11 @@ impl AppState {
                 | View::Runbooks
                 | View::Forwards => Mode::List,
                 View::Runbook => Mode::Runbook,
+                View::Pods(_) => Mode::Pods,
+                View::Pod => Mode::Pod,
+                View::Logs => Mode::Logs,
+                View::Workloads => Mode::Workloads,
+                View::Events => Mode::List,
             }
         }
     }

@@ -4,6 +4,7 @@
 use jiff::Timestamp;
 
 use super::action::Action;
+use super::drill;
 use super::runbooks;
 use super::state::{AppState, View};
 use crate::keymap::Key;
@@ -31,6 +32,34 @@ pub enum Event {
         app: String,
         text: String,
     },
+    /// A pod's detail, events and workload, or why they could not be read.
+    PodLoaded {
+        cluster: usize,
+        namespace: String,
+        name: String,
+        result: Result<Box<LoadedPod>, String>,
+    },
+    /// A log stream's line or end.
+    Log {
+        generation: u64,
+        event: crate::drill::logs::LogEvent,
+    },
+    EventsLoaded {
+        cluster: usize,
+        result: Result<Vec<crate::drill::events::EventRow>, String>,
+    },
+    WorkloadsLoaded {
+        cluster: usize,
+        result: Result<Vec<crate::drill::workloads::WorkloadRow>, String>,
+    },
+}
+
+/// What opening a pod fetches.
+#[derive(Debug, Clone)]
+pub struct LoadedPod {
+    pub detail: crate::drill::pod::PodDetail,
+    pub events: Vec<crate::drill::events::EventRow>,
+    pub workload: Option<(crate::drill::actions::WorkloadKind, String)>,
 }
 
 /// What the runner must do after an update.
@@ -43,6 +72,33 @@ pub enum Effect {
     ToggleForward(String),
     /// Put this text on the clipboard of the terminal (OSC 52: works over SSH).
     Copy(String),
+    FetchPod {
+        cluster: usize,
+        namespace: String,
+        name: String,
+    },
+    StartLogs {
+        cluster: usize,
+        namespace: String,
+        pod: String,
+        container: Option<String>,
+        previous: bool,
+        generation: u64,
+    },
+    StopLogs {
+        generation: u64,
+    },
+    FetchEvents {
+        cluster: usize,
+    },
+    FetchWorkloads {
+        cluster: usize,
+    },
+    /// Carry out this (confirmed) quick action and record it.
+    Quick {
+        action: crate::drill::actions::QuickAction,
+        confirmation: crate::runbook::run::Confirmation,
+    },
     /// Send this (confirmed) ArgoCD action and record it.
     Argocd {
         cluster: usize,
@@ -85,10 +141,13 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
                 },
             }
             c.refresh_findings(now);
+            drill::on_snapshot(state, cluster);
             vec![]
         }
         Event::Key(key) if state.modal.is_some() => runbooks::modal_key(state, key),
         Event::Key(key) if state.argo_modal.is_some() => super::argocd::modal_key(state, key),
+        Event::Key(key) if state.drill.modal.is_some() => drill::modal_key(state, key),
+        Event::Key(key) if drill::typing(state) => drill::text_key(state, key),
         Event::Key(key) if state.flash.take().is_some() => update(state, Event::Key(key)),
         Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
             Some(action) => apply(state, action),
@@ -100,6 +159,64 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
         }
         Event::Notice(text) => {
             state.flash = Some(text);
+            vec![]
+        }
+        Event::PodLoaded {
+            cluster,
+            namespace,
+            name,
+            result,
+        } => {
+            if let Some(p) = state
+                .drill
+                .pod
+                .as_mut()
+                .filter(|p| p.cluster == cluster && p.namespace == namespace && p.name == name)
+            {
+                match result {
+                    Ok(loaded) => {
+                        let LoadedPod {
+                            detail,
+                            events,
+                            workload,
+                        } = *loaded;
+                        p.detail = Some(detail);
+                        p.events = events;
+                        p.workload = workload;
+                        p.error = None;
+                    }
+                    Err(e) => p.error = Some(e),
+                }
+            }
+            vec![]
+        }
+        Event::Log { generation, event } => {
+            drill::on_log(state, generation, event);
+            vec![]
+        }
+        Event::EventsLoaded { cluster, result } => {
+            if let Some(e) = state.drill.events.as_mut().filter(|e| e.cluster == cluster) {
+                e.loading = false;
+                match result {
+                    Ok(rows) => e.rows = rows,
+                    Err(err) => e.error = Some(err),
+                }
+            }
+            vec![]
+        }
+        Event::WorkloadsLoaded { cluster, result } => {
+            if let Some(w) = state
+                .drill
+                .workloads
+                .as_mut()
+                .filter(|w| w.cluster == cluster)
+            {
+                w.loading = false;
+                match result {
+                    Ok(rows) => w.rows = rows,
+                    Err(err) => w.error = Some(err),
+                }
+            }
             vec![]
         }
         Event::ArgoResult { cluster, app, text } => {
@@ -148,6 +265,7 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             follow_focus(state);
         }
         Action::Open => match state.view {
+            View::Pods(_) => return drill::open_pod(state),
             View::Overview if !state.clusters.is_empty() => {
                 set_view(state, View::Cluster(state.focus))
             }
@@ -173,6 +291,27 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
                 state.scroll = 0;
             } else if state.view == View::Runbook {
                 set_view(state, View::Runbooks);
+            } else if state.view == View::Logs {
+                let effects = drill::close_logs(state);
+                let back = if state.drill.pod.is_some() {
+                    View::Pod
+                } else {
+                    state
+                        .drill
+                        .pods
+                        .as_ref()
+                        .map_or(View::Overview, |p| View::Pods(p.cluster))
+                };
+                set_view(state, back);
+                return effects;
+            } else if state.view == View::Pod {
+                let back = state
+                    .drill
+                    .pods
+                    .as_ref()
+                    .map_or(View::Overview, |p| View::Pods(p.cluster));
+                state.drill.pod = None;
+                set_view(state, back);
             } else if state.view != View::Overview {
                 set_view(state, View::Overview);
             }
@@ -211,6 +350,28 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             };
             return super::argocd::request(state, c, a);
         }
+        Action::ScrollDown
+        | Action::ScrollUp
+        | Action::Top
+        | Action::Bottom
+        | Action::PageDown
+        | Action::PageUp
+            if matches!(
+                state.view,
+                View::Pods(_) | View::Events | View::Workloads | View::Logs
+            ) =>
+        {
+            let page = state.page.max(1) as isize;
+            let (delta, end) = match action {
+                Action::ScrollDown => (1, None),
+                Action::ScrollUp => (-1, None),
+                Action::PageDown => (page, None),
+                Action::PageUp => (-page, None),
+                Action::Top => (0, Some(false)),
+                _ => (0, Some(true)),
+            };
+            drill::move_selection(state, delta, end);
+        }
         Action::ScrollDown if state.view == View::Forwards => {
             let n = state.forwards.as_ref().map_or(0, |s| s.shortcuts.len());
             state.forward_cursor = (state.forward_cursor + 1).min(n.saturating_sub(1));
@@ -245,6 +406,69 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
         // The view clamps the offset to the list's real length.
         Action::Bottom => state.scroll = usize::MAX / 2,
         Action::Runbooks => set_view(state, View::Runbooks),
+        Action::Pods => {
+            if !state.clusters.is_empty() {
+                let c = state.focus;
+                drill::open_pods(state, c);
+                set_view(state, View::Pods(c));
+            }
+        }
+        Action::Events => return drill::open_events(state),
+        Action::Workloads => return drill::open_workloads(state),
+        Action::Filter => match state.view {
+            View::Pods(_) => {
+                if let Some(p) = state.drill.pods.as_mut() {
+                    p.editing = Some(p.table.filter().text().to_string());
+                }
+            }
+            View::Logs => {
+                if let Some(l) = state.drill.logs.as_mut() {
+                    l.searching = Some(l.search.clone());
+                }
+            }
+            _ => {}
+        },
+        Action::SortNext | Action::SortReverse | Action::NamespaceNext => {
+            if let Some(p) = state
+                .drill
+                .pods
+                .as_mut()
+                .filter(|_| matches!(state.view, View::Pods(_)))
+            {
+                match action {
+                    Action::SortNext => p.table.sort_by(p.table.sort().column.next()),
+                    Action::SortReverse => p.table.sort_by(p.table.sort().column),
+                    _ => p.table.cycle_namespace(),
+                }
+            }
+        }
+        Action::Logs => return drill::open_logs(state, false),
+        Action::LogsPrevious => {
+            let mut effects = drill::close_logs(state);
+            if state.view == View::Logs {
+                state.view = if state.drill.pod.is_some() {
+                    View::Pod
+                } else {
+                    state
+                        .drill
+                        .pods
+                        .as_ref()
+                        .map_or(View::Overview, |p| View::Pods(p.cluster))
+                };
+            }
+            effects.extend(drill::open_logs(state, true));
+            return effects;
+        }
+        Action::Wrap => {
+            if let Some(l) = state.drill.logs.as_mut() {
+                l.wrap = !l.wrap;
+            }
+        }
+        Action::DeletePod => return drill::request_quick(state, "delete"),
+        Action::Restart => return drill::request_quick(state, "restart"),
+        Action::Scale => return drill::request_quick(state, "scale"),
+        Action::TriggerJob => return drill::request_quick(state, "trigger"),
+        Action::Exec => return drill::request_quick(state, "exec"),
         Action::Forwards => set_view(state, View::Forwards),
         Action::CopyUrl => {
             let url = state

@@ -172,6 +172,10 @@ pub enum Mode {
     List,
     Runbook,
     Argocd,
+    Pods,
+    Pod,
+    Logs,
+    Workloads,
     Help,
 }
 
@@ -182,6 +186,10 @@ impl Mode {
         Mode::List,
         Mode::Runbook,
         Mode::Argocd,
+        Mode::Pods,
+        Mode::Pod,
+        Mode::Logs,
+        Mode::Workloads,
         Mode::Help,
     ];
 
@@ -192,6 +200,10 @@ impl Mode {
             Mode::List => "list",
             Mode::Runbook => "runbook",
             Mode::Argocd => "argocd",
+            Mode::Pods => "pods",
+            Mode::Pod => "pod",
+            Mode::Logs => "logs",
+            Mode::Workloads => "workloads",
             Mode::Help => "help",
         }
     }

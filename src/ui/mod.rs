@@ -4,6 +4,7 @@
 mod argocd_view;
 mod cluster;
 pub mod drill;
+mod drill_views;
 mod findings;
 pub mod forwards;
 mod help;
@@ -42,6 +43,9 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
             }
             View::Panel(i, feature) => panel_detail(frame, body, state, i, feature, theme),
             View::Forwards => forwards::render(frame, body, state, theme),
+            View::Pods(_) | View::Pod | View::Logs | View::Events | View::Workloads => {
+                drill_views::render(frame, body, state, theme)
+            }
             View::Runbooks => runbooks::render_list(frame, body, state, theme),
             View::Runbook => runbooks::render_runbook(frame, body, state, theme),
         }
@@ -52,6 +56,9 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
     }
     if state.argo_modal.is_some() {
         argocd_view::render_modal(frame, body, state, theme);
+    }
+    if state.drill.modal.is_some() {
+        drill_views::render_modal(frame, body, state, theme);
     }
     if state.help {
         help::render(frame, body, state, theme);
@@ -149,6 +156,35 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
             (Action::SkipStep, "skip"),
             (Action::CancelStep, "cancel"),
             (Action::NextTarget, "target"),
+            (Action::Back, "back"),
+        ],
+        Mode::Pods => &[
+            (Action::Open, "pod"),
+            (Action::Filter, "filter"),
+            (Action::SortNext, "sort"),
+            (Action::NamespaceNext, "ns"),
+            (Action::Logs, "logs"),
+            (Action::DeletePod, "delete"),
+            (Action::Back, "back"),
+        ],
+        Mode::Pod => &[
+            (Action::Logs, "logs"),
+            (Action::LogsPrevious, "previous"),
+            (Action::Restart, "restart"),
+            (Action::Exec, "exec"),
+            (Action::DeletePod, "delete"),
+            (Action::Back, "back"),
+        ],
+        Mode::Logs => &[
+            (Action::Filter, "search"),
+            (Action::Wrap, "wrap"),
+            (Action::LogsPrevious, "previous"),
+            (Action::Back, "back"),
+        ],
+        Mode::Workloads => &[
+            (Action::Restart, "restart"),
+            (Action::Scale, "scale"),
+            (Action::TriggerJob, "trigger"),
             (Action::Back, "back"),
         ],
         Mode::Argocd => &[
