@@ -300,3 +300,35 @@ fn demo_forward_key_opens_grafana_and_the_page_comes_through() {
         "{audit}"
     );
 }
+
+#[test]
+fn demo_three_keys_from_overview_to_a_failing_pods_log() {
+    let mut s = start(&["demo"]);
+    demo_on_screen(&s);
+    let send = |s: &mut Session, bytes: &[u8]| {
+        s.writer.write_all(bytes).unwrap();
+        s.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(150));
+    };
+    send(&mut s, b"\t");
+    send(&mut s, b"\r");
+    s.wait_for("production's pods table", |c| {
+        c.contains("production [PROD]") && c.contains("pods ") && c.contains("NAMESPACE")
+    });
+    // Unhealthy first: the crash-looping pod is selected already; filter to it anyway.
+    send(&mut s, b"/iam");
+    send(&mut s, b"\r");
+    s.wait_for("the filter applied", |c| {
+        c.contains("/iam") && c.contains("CrashLoopBackOff")
+    });
+    send(&mut s, b"\r");
+    s.wait_for("the pod detail with events", |c| {
+        c.contains("CrashLoopBackOff") && c.contains("Events (")
+    });
+    send(&mut s, b"l");
+    s.wait_for("a log line", |c| {
+        c.contains("following") && c.contains("panic: failed to connect to postgres")
+    });
+    send(&mut s, b"q");
+    assert!(s.wait_exit().success());
+}

@@ -221,7 +221,7 @@ fn findings_view_lists_newest_first() {
 fn cluster_view_and_help_overlay() {
     let mut state = fixture();
     update(&mut state, Event::Key("tab".parse().unwrap()));
-    update(&mut state, Event::Key("enter".parse().unwrap()));
+    update(&mut state, Event::Key("i".parse().unwrap()));
     insta::assert_snapshot!("cluster_production", draw(&state, 80, 24));
     update(&mut state, Event::Key("?".parse().unwrap()));
     let help = draw(&state, 80, 24);
