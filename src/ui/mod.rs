@@ -141,7 +141,7 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
             (Action::Findings, "findings"),
             (Action::Runbooks, "runbooks"),
             (Action::FocusNextCluster, "next"),
-            (Action::Open, "open"),
+            (Action::Pods, "pods"),
         ],
         Mode::List => &[
             (Action::Back, "back"),
