@@ -52,3 +52,51 @@ fn default_keymap_reaches_every_view_and_can_always_quit() {
         );
     }
 }
+
+#[test]
+fn vim_sequences_wait_for_the_second_key_and_show_what_may_follow() {
+    use opsdeck::app::{AppState, Event, update};
+    use opsdeck::config::{ClusterConfig, Config};
+    let (km, warnings) = Keymap::load("vim", None);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let config = Config {
+        clusters: vec![ClusterConfig {
+            name: "staging".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let mut s = AppState::new(&config, km, jiff::Timestamp::now());
+    update(&mut s, Event::Key("F".parse().unwrap()));
+    for _ in 0..3 {
+        update(&mut s, Event::Key("j".parse().unwrap()));
+    }
+    assert_eq!(s.scroll, 3);
+    update(&mut s, Event::Key("g".parse().unwrap()));
+    assert_eq!(s.pending, [Key::ch('g')], "g alone waits");
+    let next = s.keymap.continuations(s.mode(), &s.pending);
+    assert!(
+        next.iter().any(|(k, a)| k == "g" && *a == Action::Top),
+        "{next:?}"
+    );
+    update(&mut s, Event::Key("g".parse().unwrap()));
+    assert!(s.pending.is_empty());
+    assert_eq!(s.scroll, 0, "g g went to the top");
+    update(&mut s, Event::Key("g".parse().unwrap()));
+    update(&mut s, Event::Key("esc".parse().unwrap()));
+    assert!(s.pending.is_empty());
+    assert_eq!(
+        s.view,
+        opsdeck::app::View::Findings,
+        "esc only abandoned the sequence"
+    );
+}
+
+#[test]
+fn a_key_that_is_both_a_binding_and_a_prefix_is_an_error() {
+    let e = Keymap::parse("[list]\n\"g\" = \"top\"\n\"g g\" = \"top\"\n").unwrap_err();
+    assert!(
+        e.contains("both a binding and the start of a sequence"),
+        "{e}"
+    );
+}

@@ -236,6 +236,8 @@ pub struct AppState {
     pub argo_cursor: usize,
     /// An ArgoCD action waiting for confirmation; keys go to it first.
     pub argo_modal: Option<super::argocd::ArgoModal>,
+    /// Keys of a multi-key binding pressed so far (the which-key hint shows what may follow).
+    pub pending: Vec<crate::keymap::Key>,
     /// The drill-down: pods table, pod, logs, events, workloads and their modal.
     pub drill: super::drill::DrillState,
     /// The last action's outcome per (cluster, application), shown in its row.
@@ -270,6 +272,7 @@ impl AppState {
             argo_modal: None,
             argo_results: Default::default(),
             drill: Default::default(),
+            pending: Vec::new(),
             flash: None,
         }
     }

@@ -7,7 +7,7 @@ use super::action::Action;
 use super::drill;
 use super::runbooks;
 use super::state::{AppState, View};
-use crate::keymap::Key;
+use crate::keymap::{Key, Resolved};
 use crate::model::Stale;
 use crate::sources::{Feature, FeatureData, SourceEvent, SourceUpdate};
 
@@ -149,10 +149,28 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
         Event::Key(key) if state.drill.modal.is_some() => drill::modal_key(state, key),
         Event::Key(key) if drill::typing(state) => drill::text_key(state, key),
         Event::Key(key) if state.flash.take().is_some() => update(state, Event::Key(key)),
-        Event::Key(key) => match state.keymap.lookup(state.mode(), key) {
-            Some(action) => apply(state, action),
-            None => forward_key(state, key),
-        },
+        Event::Key(key) => {
+            // Esc abandons a sequence in progress and does nothing else.
+            if !state.pending.is_empty() && key == Key::plain(crate::keymap::KeyCode::Esc) {
+                state.pending.clear();
+                return vec![];
+            }
+            match state.keymap.resolve(state.mode(), &state.pending, key) {
+                Resolved::Action(action) => {
+                    state.pending.clear();
+                    apply(state, action)
+                }
+                Resolved::Prefix => {
+                    state.pending.push(key);
+                    vec![]
+                }
+                Resolved::None if !state.pending.is_empty() => {
+                    state.pending.clear();
+                    vec![]
+                }
+                Resolved::None => forward_key(state, key),
+            }
+        }
         Event::Forwards(snap) => {
             state.forwards = Some(snap);
             vec![]

@@ -227,6 +227,25 @@ fn hint_rank(k: &Key) -> u8 {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Keymap {
     bindings: BTreeMap<Mode, BTreeMap<Key, Action>>,
+    /// Multi-key bindings (`"g g"`), two keys or more.
+    sequences: BTreeMap<Mode, BTreeMap<Vec<Key>, Action>>,
+}
+
+/// What a key means given the keys pressed before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    Action(Action),
+    /// The keys so far start one or more sequences: wait for the next key.
+    Prefix,
+    None,
+}
+
+/// `g g`, `ctrl-c`: keys of a binding as the help and footers show them.
+pub fn keys_text(keys: &[Key]) -> String {
+    keys.iter()
+        .map(Key::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Keymap {
@@ -240,6 +259,8 @@ impl Keymap {
     /// Merges `text` over these bindings; `"none"` removes a binding.
     pub fn merge_text(&mut self, text: &str) -> Result<(), String> {
         let table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut added_single = std::collections::BTreeSet::new();
+        let mut added_seq = std::collections::BTreeSet::new();
         for (mode_name, entries) in table {
             let mode = Mode::parse(&mode_name).ok_or_else(|| {
                 let modes: Vec<_> = Mode::ALL.iter().map(|m| m.name()).collect();
@@ -254,24 +275,124 @@ impl Keymap {
                 ));
             };
             for (key_str, action) in entries {
-                let key: Key = key_str.parse().map_err(|e| format!("[{mode_name}] {e}"))?;
+                let keys: Vec<Key> = key_str
+                    .split_whitespace()
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("[{mode_name}] {e}"))?;
                 let toml::Value::String(action) = action else {
                     return Err(format!(
                         "[{mode_name}] {key_str:?}: the action must be a string"
                     ));
                 };
-                let slot = self.bindings.entry(mode).or_default();
-                if action == "none" {
-                    slot.remove(&key);
+                let action = if action == "none" {
+                    None
                 } else {
-                    let action: Action = action
-                        .parse()
-                        .map_err(|e| format!("[{mode_name}] {key_str:?}: {e}"))?;
-                    slot.insert(key, action);
+                    Some(
+                        action
+                            .parse::<Action>()
+                            .map_err(|e| format!("[{mode_name}] {key_str:?}: {e}"))?,
+                    )
+                };
+                if action.is_some() {
+                    match keys.as_slice() {
+                        [k] => {
+                            added_single.insert((mode, *k));
+                        }
+                        _ => {
+                            added_seq.insert((mode, keys.clone()));
+                        }
+                    }
+                }
+                match (keys.as_slice(), action) {
+                    ([], _) => return Err(format!("[{mode_name}] an empty key")),
+                    ([key], None) => {
+                        self.bindings.entry(mode).or_default().remove(key);
+                    }
+                    ([key], Some(a)) => {
+                        self.bindings.entry(mode).or_default().insert(*key, a);
+                    }
+                    (_, None) => {
+                        self.sequences.entry(mode).or_default().remove(&keys);
+                    }
+                    (_, Some(a)) => {
+                        self.sequences.entry(mode).or_default().insert(keys, a);
+                    }
+                }
+            }
+        }
+        // A key cannot both act at once and start a sequence in the same mode. Across layers the
+        // newer one wins (vim's `g g` replaces the default `g`); within one file it is an error.
+        let mut conflicts = Vec::new();
+        for (mode, seqs) in &self.sequences {
+            for (seq, _) in seqs.iter() {
+                let first = seq[0];
+                if self
+                    .bindings
+                    .get(mode)
+                    .is_some_and(|b| b.contains_key(&first))
+                {
+                    conflicts.push((*mode, first, seq.clone()));
+                }
+            }
+        }
+        for (mode, first, seq) in conflicts {
+            let single_here = added_single.contains(&(mode, first));
+            let seq_here = added_seq.contains(&(mode, seq.clone()));
+            match (single_here, seq_here) {
+                (true, true) => {
+                    return Err(format!(
+                        "[{}] \"{first}\" is both a binding and the start of a sequence; unbind one",
+                        mode.name()
+                    ));
+                }
+                (true, false) => {
+                    self.sequences.entry(mode).or_default().remove(&seq);
+                }
+                _ => {
+                    self.bindings.entry(mode).or_default().remove(&first);
                 }
             }
         }
         Ok(())
+    }
+
+    /// Resolves `key` after the `pending` keys of a sequence: the mode's bindings first, then
+    /// the global ones.
+    pub fn resolve(&self, mode: Mode, pending: &[Key], key: Key) -> Resolved {
+        let mut seq = pending.to_vec();
+        seq.push(key);
+        for m in [mode, Mode::Global] {
+            if seq.len() == 1
+                && let Some(a) = self.bindings.get(&m).and_then(|b| b.get(&key))
+            {
+                return Resolved::Action(*a);
+            }
+            let seqs = self.sequences.get(&m);
+            if seq.len() > 1
+                && let Some(a) = seqs.and_then(|s| s.get(&seq))
+            {
+                return Resolved::Action(*a);
+            }
+            if seqs.is_some_and(|s| s.keys().any(|k| k.len() > seq.len() && k.starts_with(&seq))) {
+                return Resolved::Prefix;
+            }
+        }
+        Resolved::None
+    }
+
+    /// What may follow the `pending` keys, for the which-key hint: (the rest of the keys, action).
+    pub fn continuations(&self, mode: Mode, pending: &[Key]) -> Vec<(String, Action)> {
+        let mut out: Vec<(String, Action)> = [mode, Mode::Global]
+            .iter()
+            .filter_map(|m| self.sequences.get(m))
+            .flat_map(|s| s.iter())
+            .filter(|(k, _)| k.len() > pending.len() && k.starts_with(pending))
+            .map(|(k, a)| (keys_text(&k[pending.len()..]), *a))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup();
+        out
     }
 
     /// The embedded keymap called `name`, or a keymap file at that path, with the user's
@@ -346,8 +467,8 @@ impl Keymap {
             .copied()
     }
 
-    /// The keys bound to `action` in `mode` (or globally), for footers: shortest first.
-    pub fn keys_for(&self, mode: Mode, action: Action) -> Vec<Key> {
+    /// The keys bound to `action` in `mode` (or globally), for footers: single keys first.
+    pub fn keys_for(&self, mode: Mode, action: Action) -> Vec<String> {
         let mut keys: Vec<Key> = [mode, Mode::Global]
             .iter()
             .filter_map(|m| self.bindings.get(m))
@@ -356,25 +477,43 @@ impl Keymap {
             .collect();
         keys.sort_by_key(|k| (hint_rank(k), *k));
         keys.dedup();
-        keys
+        let mut out: Vec<String> = keys.iter().map(Key::to_string).collect();
+        for m in [mode, Mode::Global] {
+            if let Some(s) = self.sequences.get(&m) {
+                out.extend(
+                    s.iter()
+                        .filter(|(_, a)| **a == action)
+                        .map(|(k, _)| keys_text(k)),
+                );
+            }
+        }
+        out
     }
 
     /// Every binding, grouped by mode and action, for the help screen.
-    pub fn help_entries(&self) -> Vec<(Mode, Action, Vec<Key>)> {
+    pub fn help_entries(&self) -> Vec<(Mode, Action, Vec<String>)> {
         let mut out = Vec::new();
         for mode in Mode::ALL {
-            let Some(b) = self.bindings.get(mode) else {
-                continue;
-            };
+            let single = self.bindings.get(mode);
+            let multi = self.sequences.get(mode);
             for action in Action::ALL {
-                let mut keys: Vec<Key> = b
-                    .iter()
+                let mut keys: Vec<Key> = single
+                    .into_iter()
+                    .flatten()
                     .filter(|(_, a)| *a == action)
                     .map(|(k, _)| *k)
                     .collect();
-                if !keys.is_empty() {
-                    keys.sort_by_key(|k| (k.to_string().len(), *k));
-                    out.push((*mode, *action, keys));
+                keys.sort_by_key(|k| (k.to_string().len(), *k));
+                let mut texts: Vec<String> = keys.iter().map(Key::to_string).collect();
+                texts.extend(
+                    multi
+                        .into_iter()
+                        .flatten()
+                        .filter(|(_, a)| *a == action)
+                        .map(|(k, _)| keys_text(k)),
+                );
+                if !texts.is_empty() {
+                    out.push((*mode, *action, texts));
                 }
             }
         }

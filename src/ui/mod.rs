@@ -60,6 +60,9 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
     if state.drill.modal.is_some() {
         drill_views::render_modal(frame, body, state, theme);
     }
+    if !state.pending.is_empty() {
+        help::which_key(frame, body, state, theme);
+    }
     if state.help {
         help::render(frame, body, state, theme);
     }
