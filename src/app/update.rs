@@ -575,6 +575,11 @@ fn forward_key(state: &mut AppState, key: Key) -> Vec<Effect> {
 fn follow_focus(state: &mut AppState) {
     match state.view {
         View::Cluster(_) => set_view(state, View::Cluster(state.focus)),
+        View::Pods(_) => {
+            let c = state.focus;
+            drill::open_pods(state, c);
+            set_view(state, View::Pods(c));
+        }
         View::Panel(_, f) => set_view(state, View::Panel(state.focus, f)),
         _ => {}
     }
@@ -624,13 +629,18 @@ mod tests {
         update(&mut s, key("tab"));
         assert_eq!(s.focus, 1);
         update(&mut s, key("enter"));
-        assert_eq!(s.view, View::Cluster(1));
+        assert_eq!(s.view, View::Pods(1));
         update(&mut s, key("tab"));
-        assert_eq!((s.focus, s.view), (0, View::Cluster(0)));
+        assert_eq!((s.focus, s.view), (0, View::Pods(0)));
+        update(&mut s, key("esc"));
+        update(&mut s, key("i"));
+        assert_eq!(s.view, View::Cluster(0));
+        update(&mut s, key("tab"));
+        assert_eq!((s.focus, s.view), (1, View::Cluster(1)));
         update(&mut s, key("esc"));
         assert_eq!(s.view, View::Overview);
         update(&mut s, key("backtab"));
-        assert_eq!(s.focus, 1);
+        assert_eq!(s.focus, 0);
     }
 
     #[test]
