@@ -5,7 +5,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::{Block, Borders, Paragraph};
 
 use super::{Theme, overview, tiles, truncate};
 use crate::app::AppState;
@@ -118,7 +118,6 @@ pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Them
         return;
     };
     let prod = if c.protected { " [PROD]" } else { "" };
-    let width = area.width.saturating_sub(4).min(72);
     let mut lines = vec![
         Line::from(vec![
             Span::raw(format!("{} on ", m.action.describe(&m.app))),
@@ -147,63 +146,13 @@ pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Them
         }
         lines.push(Line::raw(""));
     }
-    let typed_h = if m.typed.is_some() { 3 } else { 1 };
-    let height = (lines.len() as u16 + typed_h + 2).min(area.height);
-    let rect = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height.saturating_sub(height)) / 2,
-        width,
-        height,
-    };
-    frame.render_widget(Clear, rect);
-    let title = if m.typed.is_some() {
-        " Confirm: type the cluster name "
-    } else {
-        " Confirm "
-    };
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(title)
-        .border_style(if m.typed.is_some() {
-            theme.severity(Some(Severity::Crit))
-        } else {
-            theme.title()
-        });
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    match &m.typed {
-        None => {
-            lines.push(Line::from(vec![
-                Span::styled("y/enter", theme.key()),
-                Span::raw(" send   "),
-                Span::styled("n/esc", theme.key()),
-                Span::raw(" cancel"),
-            ]));
-            frame.render_widget(Paragraph::new(lines), inner);
-        }
-        Some(input) => {
-            lines.push(Line::raw(format!(
-                "Type {} and press enter (esc cancels):",
-                c.name
-            )));
-            let text_h = lines.len() as u16;
-            let [t, field, err] = Layout::vertical([
-                Constraint::Length(text_h),
-                Constraint::Length(1),
-                Constraint::Min(0),
-            ])
-            .areas(inner);
-            frame.render_widget(Paragraph::new(lines), t);
-            frame.render_widget(input, field);
-            if let Some(e) = &m.error {
-                frame.render_widget(
-                    Paragraph::new(Line::styled(
-                        e.clone(),
-                        theme.severity(Some(Severity::Crit)),
-                    )),
-                    err,
-                );
-            }
-        }
-    }
+    super::confirm_box(
+        frame,
+        area,
+        lines,
+        m.typed.as_ref(),
+        m.error.as_deref(),
+        &c.name,
+        theme,
+    );
 }

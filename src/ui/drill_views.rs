@@ -2,9 +2,9 @@
 //! confirm modal of a quick action.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::layout::Rect;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph};
+use ratatui::widgets::Paragraph;
 
 use super::{Theme, drill};
 use crate::app::{AppState, View};
@@ -138,7 +138,6 @@ fn loading_or_error(loading: bool, error: Option<&str>) -> Option<String> {
 pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
     let Some(m) = &state.drill.modal else { return };
     let prod = if m.protected { " [PROD]" } else { "" };
-    let width = area.width.saturating_sub(4).min(72);
     let mut lines = vec![
         Line::from(vec![
             Span::raw(format!("{} on ", m.action.describe())),
@@ -152,62 +151,13 @@ pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Them
     if let Some(count) = &m.count {
         lines.push(Line::raw(format!("New replica count (digits): {count}_")));
     }
-    let typed_h = if m.typed.is_some() { 3 } else { 1 };
-    let height = (lines.len() as u16 + typed_h + 3).min(area.height);
-    let rect = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + area.height.saturating_sub(height) / 2,
-        width,
-        height,
-    };
-    frame.render_widget(Clear, rect);
-    let title = if m.typed.is_some() {
-        " Confirm: type the cluster name "
-    } else {
-        " Confirm "
-    };
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(title)
-        .border_style(if m.typed.is_some() {
-            theme.severity(Some(Severity::Crit))
-        } else {
-            theme.title()
-        });
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let err = m
-        .error
-        .clone()
-        .map(|e| Line::styled(e, theme.severity(Some(Severity::Crit))));
-    match &m.typed {
-        None => {
-            lines.push(Line::from(vec![
-                Span::styled("y/enter", theme.key()),
-                Span::raw(" do it   "),
-                Span::styled("n/esc", theme.key()),
-                Span::raw(" cancel"),
-            ]));
-            lines.extend(err);
-            frame.render_widget(Paragraph::new(lines), inner);
-        }
-        Some(input) => {
-            lines.push(Line::raw(format!(
-                "Type {} and press enter (esc cancels):",
-                m.action.cluster
-            )));
-            let text_h = lines.len() as u16;
-            let [t, field, e] = Layout::vertical([
-                Constraint::Length(text_h),
-                Constraint::Length(1),
-                Constraint::Min(0),
-            ])
-            .areas(inner);
-            frame.render_widget(Paragraph::new(lines), t);
-            frame.render_widget(input, field);
-            if let Some(err) = err {
-                frame.render_widget(Paragraph::new(err), e);
-            }
-        }
-    }
+    super::confirm_box(
+        frame,
+        area,
+        lines,
+        m.typed.as_ref(),
+        m.error.as_deref(),
+        &m.action.cluster,
+        theme,
+    );
 }

@@ -230,6 +230,78 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
+/// A confirm box over `area` holding `lines` (what will be done, where): `y`/`enter` for a plain
+/// confirmation, or a field for the cluster's name when `typed` is given; `error` below it.
+pub(crate) fn confirm_box(
+    frame: &mut Frame,
+    area: Rect,
+    mut lines: Vec<Line<'static>>,
+    typed: Option<&ratatui_textarea::TextArea<'static>>,
+    error: Option<&str>,
+    cluster: &str,
+    theme: Theme,
+) {
+    use ratatui::widgets::{Block, Borders, Clear};
+    let width = area.width.saturating_sub(4).min(72);
+    let typed_h = if typed.is_some() { 3 } else { 1 };
+    let height = (lines.len() as u16 + typed_h + 3).min(area.height);
+    let rect = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, rect);
+    let (title, border) = match typed {
+        Some(_) => (
+            " Confirm: type the cluster name ",
+            theme.severity(Some(crate::model::Severity::Crit)),
+        ),
+        None => (" Confirm ", theme.title()),
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(title)
+        .border_style(border);
+    let inner = block.inner(rect);
+    frame.render_widget(block, rect);
+    let error = error.map(|e| {
+        Line::styled(
+            e.to_string(),
+            theme.severity(Some(crate::model::Severity::Crit)),
+        )
+    });
+    match typed {
+        None => {
+            lines.push(Line::from(vec![
+                Span::styled("y/enter", theme.key()),
+                Span::raw(" go   "),
+                Span::styled("n/esc", theme.key()),
+                Span::raw(" cancel"),
+            ]));
+            lines.extend(error);
+            frame.render_widget(Paragraph::new(lines), inner);
+        }
+        Some(input) => {
+            lines.push(Line::raw(format!(
+                "Type {cluster} and press enter (esc cancels):"
+            )));
+            let text_h = lines.len() as u16;
+            let [top, field, err] = Layout::vertical([
+                Constraint::Length(text_h),
+                Constraint::Length(1),
+                Constraint::Min(0),
+            ])
+            .areas(inner);
+            frame.render_widget(Paragraph::new(lines), top);
+            frame.render_widget(input, field);
+            if let Some(e) = error {
+                frame.render_widget(Paragraph::new(e), err);
+            }
+        }
+    }
+}
+
 /// `text` cut to `width` characters, ending in `…` when cut.
 pub(crate) fn truncate(text: &str, width: usize) -> String {
     if text.chars().count() <= width {
