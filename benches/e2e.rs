@@ -369,9 +369,38 @@ async fn proxied_fleet(pods: usize, dir: &Path) -> (Fleet, PathBuf, Vec<Arc<Traf
             &fleet.kubeconfig_path().display().to_string(),
             &kc.display().to_string(),
         );
+    let config = if kube_only() {
+        only_kubernetes(&config)
+    } else {
+        config
+    };
     let cfg = dir.join("config.toml");
     std::fs::write(&cfg, config).unwrap();
     (fleet, cfg, traffic)
+}
+
+/// `BENCH_KUBE_ONLY=1`: the clusters without their PgBouncer, Redis, backups and ArgoCD
+/// tables (whose simulators change their figures by themselves, churn or not), so that
+/// "nothing changes" holds for everything the console shows.
+fn kube_only() -> bool {
+    env_or("BENCH_KUBE_ONLY", 0) == 1
+}
+
+/// The config text with every table other than `[[cluster]]` dropped.
+fn only_kubernetes(config: &str) -> String {
+    let mut keep = true;
+    let mut out = String::new();
+    for line in config.lines() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            keep = t == "[[cluster]]";
+        }
+        if keep {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// A healthy Running pod of cluster `c` (from the filler `load` pods when there are any).
@@ -440,10 +469,10 @@ fn idle_and_latency(bin: &Path, pods: usize, runs: usize, idle: bool, latency: b
         for run in 0..runs {
             let (c0, b0) = (c.cpu_ticks(), c.bytes());
             let d0: u64 = traffic.iter().map(|t| t.down.load(Ordering::Relaxed)).sum();
-            let r0: usize = traffic
+            let r0: Vec<usize> = traffic
                 .iter()
                 .map(|t| t.requests.lock().unwrap().len())
-                .sum();
+                .collect();
             let t0 = Instant::now();
             let mut tick = 0;
             while t0.elapsed() < window {
@@ -457,22 +486,28 @@ fn idle_and_latency(bin: &Path, pods: usize, runs: usize, idle: bool, latency: b
             out.push((c.bytes() - b0) as f64 / secs);
             let d1: u64 = traffic.iter().map(|t| t.down.load(Ordering::Relaxed)).sum();
             down.push((d1 - d0) as f64 * 30.0 / secs);
-            let all: Vec<String> = traffic
-                .iter()
-                .flat_map(|t| t.requests.lock().unwrap().clone())
-                .collect();
-            reqs.push((all.len() - r0) as f64);
-            for r in &all[r0..] {
-                eprintln!("  request during window {run}: {r}");
+            let mut n = 0;
+            for (t, from) in traffic.iter().zip(&r0) {
+                let seen = t.requests.lock().unwrap();
+                for r in &seen[*from..] {
+                    eprintln!("  request during window {run}: {r}");
+                    n += 1;
+                }
             }
+            reqs.push(n as f64);
             eprintln!(
                 "{label} window {run}: cpu {:.2} %, terminal {:.1} B/s, api {:.0} B/30 s",
                 cpu[run], out[run], down[run]
             );
         }
         println!(
-            "\n## {label} ({runs} consecutive {}-s windows, one console)\n",
-            window.as_secs()
+            "\n## {label} ({runs} consecutive {}-s windows, one console, {})\n",
+            window.as_secs(),
+            if kube_only() {
+                "Kubernetes-only config"
+            } else {
+                "full sim config"
+            }
         );
         println!("| measure | runs | min | median | max | unit |\n|---|---|---|---|---|---|");
         stats("CPU (utime+stime)", "% of a core", &mut cpu);
