@@ -440,3 +440,31 @@ async fn follow(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compact_pod_summarises_like_the_full_one() {
+        let v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "iam-service-7c9d-x2", "namespace": "goapps-production",
+                "uid": "u1", "resourceVersion": "42", "creationTimestamp": "2026-11-25T02:00:00Z",
+                "labels": {"app": "iam-service", "tier": "web"},
+                "annotations": {"a": "b"},
+                "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {".": {}}}}]},
+            "spec": {"nodeName": "prod-vps", "containers": [{"name": "app", "image": "i",
+                "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 12, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+        });
+        let full: Pod = serde_json::from_value(v.clone()).unwrap();
+        let lite: PodLite = serde_json::from_value(v).unwrap();
+        assert_eq!(lite.summary(), PodSummary::from_pod(&full));
+        assert_eq!(lite.metadata.resource_version.as_deref(), Some("42"));
+        assert!(lite.metadata.managed_fields.is_none());
+        assert_eq!(key_of(&lite), "goapps-production/iam-service-7c9d-x2");
+    }
+}
