@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Node, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Serialize;
 
 use super::findings::{RawFinding, Severity};
@@ -86,8 +87,19 @@ pub struct PodSummary {
 
 impl PodSummary {
     pub fn from_pod(pod: &Pod) -> PodSummary {
-        let meta = &pod.metadata;
-        let status = pod.status.as_ref();
+        Self::from_parts(
+            &pod.metadata,
+            pod.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            pod.status.as_ref(),
+        )
+    }
+
+    /// The summary from the only parts of a Pod it reads (a source may decode just these).
+    pub fn from_parts(
+        meta: &ObjectMeta,
+        node_name: Option<&str>,
+        status: Option<&PodStatus>,
+    ) -> PodSummary {
         let phase = match status.and_then(|s| s.phase.as_deref()) {
             Some("Running") => Phase::Running,
             Some("Succeeded") => Phase::Succeeded,
@@ -157,7 +169,7 @@ impl PodSummary {
             reason,
             restarts,
             created: meta.creation_timestamp.as_ref().map(|t| t.0),
-            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            node: node_name.map(str::to_string),
             labels: meta
                 .labels
                 .iter()

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -60,6 +61,82 @@ enum WatchStep<T> {
     Delete(String),
     InitDone,
     Failed(String),
+}
+
+/// The parts of a Pod the console reads: metadata without `managedFields`, annotations and
+/// owners, `spec.nodeName` and the status. The initial list of a big cluster is mostly
+/// container specs, env and volumes; decoding them into full `k8s-openapi` Pods only to drop
+/// them took most of the time to first screen and most of the memory (BENCHMARKS.md). serde
+/// skips what is not named here without building anything.
+#[derive(Clone, Debug, serde::Deserialize)]
+struct PodLite {
+    #[serde(deserialize_with = "lite_meta")]
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: Option<PodSpecLite>,
+    #[serde(default)]
+    status: Option<PodStatus>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PodSpecLite {
+    #[serde(default)]
+    node_name: Option<String>,
+}
+
+fn lite_meta<'de, D: serde::Deserializer<'de>>(d: D) -> Result<ObjectMeta, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct MetaLite {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+        creation_timestamp: Option<Time>,
+        deletion_timestamp: Option<Time>,
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    }
+    let m = <MetaLite as serde::Deserialize>::deserialize(d)?;
+    Ok(ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        resource_version: m.resource_version,
+        creation_timestamp: m.creation_timestamp,
+        deletion_timestamp: m.deletion_timestamp,
+        labels: m.labels,
+        ..ObjectMeta::default()
+    })
+}
+
+impl k8s_openapi::Resource for PodLite {
+    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+    type Scope = k8s_openapi::NamespaceResourceScope;
+}
+
+impl k8s_openapi::Metadata for PodLite {
+    type Ty = ObjectMeta;
+    fn metadata(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn metadata_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl PodLite {
+    fn summary(&self) -> PodSummary {
+        PodSummary::from_parts(
+            &self.metadata,
+            self.spec.as_ref().and_then(|s| s.node_name.as_deref()),
+            self.status.as_ref(),
+        )
+    }
 }
 
 fn key_of<K: Resource>(obj: &K) -> String {
@@ -223,9 +300,9 @@ impl ClusterTables {
 fn streams(client: Client) -> BoxStream<'static, Change> {
     futures::stream::select_all([
         watch(
-            Api::<Pod>::all(client.clone()),
+            Api::<PodLite>::all(client.clone()),
             "pods",
-            |p| Arc::new(PodSummary::from_pod(p)),
+            |p| Arc::new(p.summary()),
             Change::Pod,
         ),
         watch(
@@ -361,5 +438,33 @@ async fn follow(
                 return false;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_compact_pod_summarises_like_the_full_one() {
+        let v = serde_json::json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "iam-service-7c9d-x2", "namespace": "goapps-production",
+                "uid": "u1", "resourceVersion": "42", "creationTimestamp": "2026-11-25T02:00:00Z",
+                "labels": {"app": "iam-service", "tier": "web"},
+                "annotations": {"a": "b"},
+                "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {".": {}}}}]},
+            "spec": {"nodeName": "prod-vps", "containers": [{"name": "app", "image": "i",
+                "env": [{"name": "A", "value": "1"}]}]},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{"name": "app", "image": "i", "imageID": "", "ready": false,
+                    "restartCount": 12, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}
+        });
+        let full: Pod = serde_json::from_value(v.clone()).unwrap();
+        let lite: PodLite = serde_json::from_value(v).unwrap();
+        assert_eq!(lite.summary(), PodSummary::from_pod(&full));
+        assert_eq!(lite.metadata.resource_version.as_deref(), Some("42"));
+        assert!(lite.metadata.managed_fields.is_none());
+        assert_eq!(key_of(&lite), "goapps-production/iam-service-7c9d-x2");
     }
 }

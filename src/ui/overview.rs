@@ -274,18 +274,6 @@ pub(super) fn column(
                     ]));
                 }
             }
-            let unhealthy: Vec<_> = snap.unhealthy_pods().collect();
-            if unhealthy.is_empty() {
-                middle.push(Line::styled("No unhealthy pods", theme.severity(None)));
-            } else {
-                middle.push(Line::styled(
-                    format!("Unhealthy pods ({})", unhealthy.len()),
-                    theme.title(),
-                ));
-                for p in &unhealthy {
-                    middle.extend(pod_lines(p, state, width, theme));
-                }
-            }
         }
     }
     bottom.extend(panel_tiles(
@@ -296,10 +284,26 @@ pub(super) fn column(
         theme,
     ));
     let room = height.saturating_sub(top.len() + bottom.len());
+    let per_pod = if width >= 70 { 1 } else { 2 };
+    let mut unhealthy_rows = 0;
+    if let Some(snap) = &c.kube {
+        if snap.unhealthy.is_empty() {
+            middle.push(Line::styled("No unhealthy pods", theme.severity(None)));
+        } else {
+            middle.push(Line::styled(
+                format!("Unhealthy pods ({})", snap.unhealthy.len()),
+                theme.title(),
+            ));
+            // Only the pods that can fit are formatted: one more than the room holds is
+            // enough to know the list must be cut (a cluster may have thousands).
+            for p in snap.unhealthy_pods().take(room / per_pod + 1) {
+                middle.extend(pod_lines(p, state, width, theme));
+            }
+            unhealthy_rows = snap.unhealthy.len() * per_pod;
+        }
+    }
     if middle.len() > room {
         let keep = room.saturating_sub(1);
-        let unhealthy_rows = middle.len().saturating_sub(1);
-        let per_pod = if width >= 70 { 1 } else { 2 };
         let shown_rows = keep.saturating_sub(1) / per_pod * per_pod;
         hidden = (unhealthy_rows - shown_rows) / per_pod;
         middle.truncate(1 + shown_rows);
