@@ -323,3 +323,41 @@ fn forwards_view_lists_state_addresses_and_bytes() {
     insta::assert_snapshot!("forwards_80x24", screen);
     insta::assert_snapshot!("forwards_160x48", draw(&state, 160, 48));
 }
+
+#[test]
+fn cluster_view_with_thousands_of_unhealthy_pods_shows_real_rows_wherever_scrolled() {
+    let mut state = fixture();
+    let broken: Vec<(String, String)> = (0..3000)
+        .map(|i| ("load".to_string(), format!("worker-{i:04}")))
+        .collect();
+    let refs: Vec<(&str, &str, PodReason, u32, i64)> = broken
+        .iter()
+        .map(|(ns, n)| (ns.as_str(), n.as_str(), PodReason::CrashLoopBackOff, 3, 600))
+        .collect();
+    let snap = snapshot("production", &refs, &[]);
+    update(
+        &mut state,
+        Event::Source(SourceEvent {
+            cluster: 1,
+            update: SourceUpdate::Kube(Arc::new(snap)),
+        }),
+    );
+    update(&mut state, Event::Key("tab".parse().unwrap()));
+    update(&mut state, Event::Key("i".parse().unwrap()));
+    for _ in 0..40 {
+        update(&mut state, Event::Key("pgdown".parse().unwrap()));
+    }
+    let screen = draw(&state, 80, 24);
+    let body: Vec<&str> = screen.lines().skip(3).take(18).collect();
+    assert!(
+        body.iter()
+            .all(|l| l.trim_matches(|c| c == '"' || c == ' ').len() > 0),
+        "blank rows while scrolled:\n{screen}"
+    );
+    update(&mut state, Event::Key("G".parse().unwrap()));
+    let screen = draw(&state, 80, 24);
+    assert!(
+        screen.contains("CRIT pod load/worker-"),
+        "the findings at the bottom are drawn:\n{screen}"
+    );
+}

@@ -73,8 +73,10 @@ impl FindingTracker {
         raw: Vec<RawFinding>,
         now: Timestamp,
     ) -> Vec<Finding> {
+        // A set of the current keys keeps this linear when thousands of pods are unhealthy.
+        let current: std::collections::HashSet<&str> = raw.iter().map(|r| r.key.as_str()).collect();
         self.first_seen
-            .retain(|(s, k), _| *s != source || raw.iter().any(|r| &r.key == k));
+            .retain(|(s, k), _| *s != source || current.contains(k.as_str()));
         raw.into_iter()
             .map(|r| {
                 let since = *self
