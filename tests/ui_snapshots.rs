@@ -351,7 +351,7 @@ fn cluster_view_with_thousands_of_unhealthy_pods_shows_real_rows_wherever_scroll
     let body: Vec<&str> = screen.lines().skip(3).take(18).collect();
     assert!(
         body.iter()
-            .all(|l| l.trim_matches(|c| c == '"' || c == ' ').len() > 0),
+            .all(|l| !l.trim_matches(|c| c == '"' || c == ' ').is_empty()),
         "blank rows while scrolled:\n{screen}"
     );
     update(&mut state, Event::Key("G".parse().unwrap()));
