@@ -5,7 +5,7 @@
 use jiff::Timestamp;
 use ratatui::text::Line;
 
-use super::text::{fit, stale_line, title, wrapped};
+use super::text::{fit, no_data, stale_line, title, worst_of, wrapped};
 use crate::model::backups::{
     BackupsSnapshot, JobState, SourceKind, SourceStatus, age_severity, findings, format_size,
 };
@@ -122,30 +122,12 @@ pub fn tile(
     now: Timestamp,
     theme: Theme,
 ) -> Vec<Line<'static>> {
-    let mut out = Vec::new();
     let Some(snap) = snap else {
-        out.push(title(
-            "Backups",
-            stale.map(|_| Severity::Crit),
-            width,
-            theme,
-        ));
-        match stale {
-            Some(s) => out.push(stale_line(s, now, width, theme)),
-            None => {
-                out[0] = Line::styled("Backups", theme.title());
-                out.push(Line::styled(" waiting for the first answer…", theme.dim()));
-            }
-        }
-        out.truncate(height);
-        return out;
+        return no_data("Backups", stale, width, height, now, theme);
     };
+    let mut out = Vec::new();
     let raw = findings(snap, now);
-    let worst = raw
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .max(stale.map(|_| Severity::Warn));
+    let worst = worst_of(&raw, stale);
     let head = match snap.newest() {
         Some((_, n)) => format!("Backups  newest {}", format_age(age_secs(now, n.at))),
         None => "Backups  none found".to_string(),

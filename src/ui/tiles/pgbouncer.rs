@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use ratatui::text::{Line, Span};
 
-use super::text::{fit, sparkline, stale_line, title, wrapped};
+use super::text::{fit, no_data, sparkline, stale_line, title, worst_of, wrapped};
 use crate::model::pgbouncer::{PgbouncerSnapshot, PoolRow, findings};
 use crate::model::{Severity, Stale};
 use crate::ui::Theme;
@@ -48,27 +48,12 @@ pub fn tile(
     now: Timestamp,
     theme: Theme,
 ) -> Vec<Line<'static>> {
-    let mut out = Vec::new();
     let Some(snap) = snap else {
-        let worst = stale.map(|_| Severity::Crit);
-        out.push(title("PgBouncer", worst, width, theme));
-        match stale {
-            Some(s) => out.push(stale_line(s, now, width, theme)),
-            None => {
-                // No verdict yet: neither OK nor a severity.
-                out[0] = Line::styled("PgBouncer", theme.title());
-                out.push(Line::styled(" waiting for the first answer…", theme.dim()));
-            }
-        }
-        out.truncate(height);
-        return out;
+        return no_data("PgBouncer", stale, width, height, now, theme);
     };
+    let mut out = Vec::new();
     let raw = findings(snap, now);
-    let worst = raw
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .max(stale.map(|_| Severity::Warn));
+    let worst = worst_of(&raw, stale);
     let version = snap.version.trim_start_matches("PgBouncer ");
     out.push(title(&format!("PgBouncer {version}"), worst, width, theme));
     if let Some(s) = stale {

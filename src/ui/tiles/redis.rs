@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 
-use super::text::{fit, stale_line, title, wrapped};
+use super::text::{fit, no_data, stale_line, title, worst_of, wrapped};
 use crate::model::redis::{ConfigValue, RedisSnapshot, findings};
 use crate::model::{Severity, Stale, format_age};
 use crate::ui::Theme;
@@ -70,26 +70,12 @@ pub fn tile(
     now: Timestamp,
     theme: Theme,
 ) -> Vec<Line<'static>> {
-    let mut out = Vec::new();
     let Some(snap) = snap else {
-        out.push(title("Redis", stale.map(|_| Severity::Crit), width, theme));
-        match stale {
-            Some(s) => out.push(stale_line(s, now, width, theme)),
-            None => {
-                // No verdict yet: neither OK nor a severity.
-                out[0] = Line::styled("Redis", theme.title());
-                out.push(Line::styled(" waiting for the first answer…", theme.dim()));
-            }
-        }
-        out.truncate(height);
-        return out;
+        return no_data("Redis", stale, width, height, now, theme);
     };
+    let mut out = Vec::new();
     let raw = findings(snap, now);
-    let worst = raw
-        .iter()
-        .map(|f| f.severity)
-        .max()
-        .max(stale.map(|_| Severity::Warn));
+    let worst = worst_of(&raw, stale);
     out.push(title(
         &format!("Redis {}  up {}", snap.version, format_age(snap.uptime_s)),
         worst,

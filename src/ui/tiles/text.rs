@@ -56,6 +56,42 @@ pub(crate) fn title(
     ])
 }
 
+/// A tile before its source has given data: the name and either the failure (as crit, with
+/// `stale since`) or "waiting for the first answer" with no verdict yet.
+pub(crate) fn no_data(
+    name: &str,
+    stale: Option<&Stale>,
+    width: usize,
+    height: usize,
+    now: jiff::Timestamp,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let mut out = match stale {
+        Some(s) => vec![
+            title(name, Some(Severity::Crit), width, theme),
+            stale_line(s, now, width, theme),
+        ],
+        None => vec![
+            Line::styled(name.to_string(), theme.title()),
+            Line::styled(" waiting for the first answer…", theme.dim()),
+        ],
+    };
+    out.truncate(height);
+    out
+}
+
+/// The tile's verdict: its worst finding, and at least a warning while its data is stale.
+pub(crate) fn worst_of(
+    findings: &[crate::model::findings::RawFinding],
+    stale: Option<&Stale>,
+) -> Option<Severity> {
+    findings
+        .iter()
+        .map(|f| f.severity)
+        .max()
+        .max(stale.map(|_| Severity::Warn))
+}
+
 /// `stale since 3m: reason`, cut to the width.
 pub(crate) fn stale_line(
     stale: &Stale,
