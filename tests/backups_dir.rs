@@ -32,6 +32,7 @@ async fn poll(path: &std::path::Path, extra: &str) -> SourceStatus {
         &config,
         &config.sources[0],
         &mut s,
+        &Default::default(),
     )
     .await;
     s

@@ -196,6 +196,7 @@ async fn newest_is_by_last_modified_with_size_age_and_count() {
         &config,
         &config.sources[0],
         &mut status,
+        &Default::default(),
     )
     .await;
     assert!(status.stale.is_none(), "{:?}", status.stale);

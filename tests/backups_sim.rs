@@ -5,7 +5,7 @@
 use opsdeck::model::backups::{JobState, findings, to_json};
 use opsdeck::sim::{Fleet, SimOptions};
 use opsdeck::sources::backups::s3::{S3Error, S3Lister};
-use opsdeck::sources::backups::{BackupsConfig, initial_statuses, poll_all};
+use opsdeck::sources::backups::{BackupsConfig, CronJobWatches, initial_statuses, poll_all};
 
 #[tokio::test]
 async fn fleet_backups_show_cronjobs_destinations_and_the_silent_one() {
@@ -38,7 +38,8 @@ async fn fleet_backups_show_cronjobs_destinations_and_the_silent_one() {
     let config =
         BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
     let mut statuses = initial_statuses(&config);
-    let snap = poll_all(&prod, &config, &mut statuses).await;
+    let watches = CronJobWatches::default();
+    let snap = poll_all(&prod, &config, &mut statuses, &watches).await;
     for s in &snap.sources {
         assert!(s.stale.is_none(), "{}: {:?}", s.name, s.stale);
     }
@@ -108,5 +109,95 @@ async fn fleet_backups_show_cronjobs_destinations_and_the_silent_one() {
     .await
     .expect_err("no bucket");
     assert!(matches!(err, S3Error::NoBucket { .. }), "{err:?}");
+    fleet.shutdown().await;
+}
+
+/// After the first poll the CronJob source reads its watches: a Job created later shows up,
+/// and no poll lists CronJobs or Jobs again.
+#[tokio::test]
+async fn cronjob_source_follows_watches_without_listing_again() {
+    use k8s_openapi::api::batch::v1::Job;
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
+    let prod = loaded
+        .config
+        .cluster("production")
+        .expect("production")
+        .clone();
+    let mut config =
+        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
+    config.sources.truncate(1);
+    let mut statuses = initial_statuses(&config);
+    let watches = CronJobWatches::default();
+    let first = poll_all(&prod, &config, &mut statuses, &watches).await;
+    assert!(
+        first.sources[0].stale.is_none(),
+        "{:?}",
+        first.sources[0].stale
+    );
+    let sim = fleet.cluster("production").expect("sim production");
+    let lists = |log: &[String]| {
+        log.iter()
+            .filter(|r| {
+                r.starts_with("GET /apis/batch/v1/namespaces/database/")
+                    && !r.contains("watch=true")
+            })
+            .count()
+    };
+    let after_first = sim.requests();
+    assert_eq!(
+        lists(&after_first),
+        2,
+        "one list each of CronJobs and Jobs: {after_first:?}"
+    );
+
+    let job: Job = serde_json::from_value(serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": "postgres-backup-afternoon-manual-1",
+            "namespace": "database",
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                "name": "postgres-backup-afternoon", "uid": "x", "controller": true}],
+        },
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "backup", "image": "postgres:16"}]}}},
+    }))
+    .expect("job");
+    let client = opsdeck::sources::kube::client_for(&prod)
+        .await
+        .expect("client");
+    kube::Api::<Job>::namespaced(client, "database")
+        .create(&Default::default(), &job)
+        .await
+        .expect("create job");
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let snap = poll_all(&prod, &config, &mut statuses, &watches).await;
+        let afternoon = snap.sources[0]
+            .cronjobs
+            .iter()
+            .find(|c| c.name == "postgres-backup-afternoon")
+            .cloned()
+            .expect("afternoon");
+        if afternoon.last_job.as_ref().map(|j| j.name.as_str())
+            == Some("postgres-backup-afternoon-manual-1")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new Job never showed: {afternoon:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let log = sim.requests();
+    assert_eq!(lists(&log), 2, "no list after the first poll: {log:?}");
     fleet.shutdown().await;
 }

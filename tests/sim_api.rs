@@ -442,3 +442,51 @@ async fn streaming_list_watcher_gets_initial_state_then_changes() {
     next_matching(&mut stream, |e| matches!(e, watcher::Event::Delete(p) if p.metadata.name.as_deref() == Some("postgres-0"))).await;
     fleet.shutdown().await;
 }
+
+/// With churn paused nothing in the fleet moves, down to the simulated PgBouncer's queue and
+/// Redis's uptime and change counter; resuming churn starts their clock again.
+#[tokio::test]
+async fn paused_fleet_data_servers_answer_the_same_figures() {
+    use opsdeck::config::Endpoint;
+    use opsdeck::sources::pgbouncer::Console;
+    use opsdeck::sources::redis::{RedisConfig, RedisConn};
+    install_crypto();
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let (bouncer, redis) = fleet.data_servers("production").expect("data servers");
+    let console = Console::connect(
+        &Endpoint::Address {
+            host: "127.0.0.1".into(),
+            port: bouncer.addr().port(),
+        },
+        opsdeck::sim::pgbouncer::USER,
+        Some(opsdeck::sim::pgbouncer::PASSWORD),
+    )
+    .await
+    .expect("console");
+    let mut t = toml::Table::new();
+    t.insert("address".into(), redis.addr().to_string().into());
+    let mut conn = RedisConn::connect(&RedisConfig::from_table(&t).expect("cfg"), None)
+        .await
+        .expect("redis");
+    let pools = console.show("POOLS").await.expect("pools").rows;
+    let info = conn.info("all").await.expect("info");
+    assert!(info.contains_key("uptime_in_seconds"), "{info:?}");
+    // Both move every second while the clock runs.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(console.show("POOLS").await.expect("pools").rows, pools);
+    assert_eq!(conn.info("all").await.expect("info"), info);
+
+    fleet.cluster("production").expect("prod").set_churn(true);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let moved = conn.info("all").await.expect("info");
+    assert_ne!(
+        moved["uptime_in_seconds"], info["uptime_in_seconds"],
+        "the clock runs again with churn"
+    );
+    fleet.shutdown().await;
+}

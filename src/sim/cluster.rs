@@ -28,12 +28,29 @@ pub struct ClusterShared {
     /// Bumped to end every open watch, log follow and stalled request.
     pub cut: watch::Sender<u64>,
     pub churn_on: AtomicBool,
+    /// Stopped while churn is paused; the cluster's PgBouncer and Redis read it.
+    pub clock: super::Clock,
     pub churn: Mutex<ChurnState>,
     /// `pods/portforward`: fault switches and the loopback servers behind pod ports.
     pub portforward: super::portforward::PortForwardState,
+    /// The last requests served, `METHOD path?query`, oldest first (for tests that check
+    /// what a client asks, e.g. that a source only watches).
+    requests: Mutex<std::collections::VecDeque<String>>,
 }
 
+/// Requests kept in `ClusterShared::requests`.
+const REQUEST_LOG: usize = 1_000;
+
 impl ClusterShared {
+    /// Records one request in the bounded log.
+    pub fn record_request(&self, line: String) {
+        let mut log = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        if log.len() >= REQUEST_LOG {
+            log.pop_front();
+        }
+        log.push_back(line);
+    }
+
     pub fn fault(&self) -> Fault {
         *self.fault.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -80,7 +97,9 @@ impl SimCluster {
             fault: Mutex::new(Fault::None),
             cut,
             churn_on: AtomicBool::new(churn),
+            clock: super::Clock::new(churn),
             portforward: Default::default(),
+            requests: Mutex::new(Default::default()),
         });
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
@@ -123,6 +142,16 @@ impl SimCluster {
 
     pub fn name(&self) -> &str {
         self.shared.env.name()
+    }
+
+    /// The requests served so far (the last 1,000), `METHOD path?query`, oldest first.
+    pub fn requests(&self) -> Vec<String> {
+        let log = self
+            .shared
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -206,6 +235,7 @@ impl SimCluster {
     /// Pauses or resumes the background churn.
     pub fn set_churn(&self, on: bool) {
         self.shared.churn_on.store(on, Ordering::SeqCst);
+        self.shared.clock.set_running(on);
     }
 
     /// Runs one round of churn now: the crash-looping pod restarts once more, one pod of a

@@ -60,6 +60,47 @@ impl Default for SimOptions {
     }
 }
 
+/// The clock the simulated PgBouncer and Redis read their moving figures from (uptime,
+/// changes since the last save, the queue that breathes): real time while the cluster's churn
+/// runs, stopped while it is paused, so a paused fleet answers every poll the same.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    /// Unix seconds at which it stopped; `i64::MIN` while it runs.
+    stopped_at: std::sync::Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl Clock {
+    /// A clock that runs (or is stopped now when `running` is false).
+    pub fn new(running: bool) -> Clock {
+        let c = Clock {
+            stopped_at: std::sync::Arc::new(std::sync::atomic::AtomicI64::new(i64::MIN)),
+        };
+        c.set_running(running);
+        c
+    }
+
+    /// Starts or stops the clock (stopping keeps the current second).
+    pub fn set_running(&self, running: bool) {
+        use std::sync::atomic::Ordering;
+        if running {
+            self.stopped_at.store(i64::MIN, Ordering::SeqCst);
+        } else {
+            let now = jiff::Timestamp::now().as_second();
+            let _ =
+                self.stopped_at
+                    .compare_exchange(i64::MIN, now, Ordering::SeqCst, Ordering::SeqCst);
+        }
+    }
+
+    /// Unix seconds.
+    pub fn now(&self) -> i64 {
+        match self.stopped_at.load(std::sync::atomic::Ordering::SeqCst) {
+            i64::MIN => jiff::Timestamp::now().as_second(),
+            t => t,
+        }
+    }
+}
+
 /// A fault a simulated API server can be switched into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {
@@ -102,9 +143,13 @@ impl Fleet {
         }
         let mut data = Vec::new();
         for env in [Env::Staging, Env::Production] {
+            let clock = clusters
+                .iter()
+                .find(|c| c.name() == env.name())
+                .map_or_else(|| Clock::new(opts.churn), |c| c.shared().clock.clone());
             data.push((
-                pgbouncer::SimPgbouncer::start(env).await?,
-                redis::SimRedis::start(env).await?,
+                pgbouncer::SimPgbouncer::start_with_clock(env, clock.clone()).await?,
+                redis::SimRedis::start_with_clock(env, clock).await?,
             ));
         }
         let password_file = dir.path().join("pgbouncer-password");

@@ -75,6 +75,11 @@ pub struct SimPgbouncer {
 
 impl SimPgbouncer {
     pub async fn start(env: Env) -> std::io::Result<SimPgbouncer> {
+        SimPgbouncer::start_with_clock(env, super::Clock::new(true)).await
+    }
+
+    /// Serves a console whose queue follows `clock`.
+    pub async fn start_with_clock(env: Env, clock: super::Clock) -> std::io::Result<SimPgbouncer> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
@@ -82,8 +87,9 @@ impl SimPgbouncer {
                 let Ok((sock, _)) = listener.accept().await else {
                     continue;
                 };
+                let clock = clock.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = session(sock, env).await {
+                    if let Err(e) = session(sock, env, clock).await {
                         tracing::debug!(error = %e, "sim pgbouncer session ended");
                     }
                 });
@@ -144,7 +150,7 @@ async fn read_len_prefixed(sock: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-async fn session(mut sock: TcpStream, env: Env) -> std::io::Result<()> {
+async fn session(mut sock: TcpStream, env: Env, clock: super::Clock) -> std::io::Result<()> {
     // Startup, possibly after an SSLRequest we decline.
     let mut startup = read_len_prefixed(&mut sock).await?;
     if startup.len() == 4 && startup[..4] == [0x04, 0xd2, 0x16, 0x2f] {
@@ -206,7 +212,7 @@ async fn session(mut sock: TcpStream, env: Env) -> std::io::Result<()> {
                     .trim()
                     .trim_end_matches(';')
                     .to_uppercase();
-                let mut out = match answer(&q, env) {
+                let mut out = match answer(&q, env, clock.now()) {
                     Some((cols, rows)) => result(&cols, &rows),
                     None => error("08P01", &format!("unsupported command: {q}")),
                 };
@@ -268,8 +274,7 @@ fn row(cols: &[&str], values: &[(&str, String)]) -> Vec<String> {
 
 /// The console's answers. Production's `goapps/app` pool is full with clients queueing; the
 /// queue breathes with the clock so the sparkline moves.
-fn answer(q: &str, env: Env) -> Option<(Vec<&'static str>, Vec<Vec<String>>)> {
-    let secs = jiff::Timestamp::now().as_second();
+fn answer(q: &str, env: Env, secs: i64) -> Option<(Vec<&'static str>, Vec<Vec<String>>)> {
     let (waiting, maxwait_us, active) = match env {
         Env::Production => (
             3 + (secs / 4 % 5) as u64,

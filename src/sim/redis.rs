@@ -19,16 +19,22 @@ pub struct SimRedis {
 
 impl SimRedis {
     pub async fn start(env: Env) -> std::io::Result<SimRedis> {
+        SimRedis::start_with_clock(env, super::Clock::new(true)).await
+    }
+
+    /// Serves a Redis whose uptime and change counter follow `clock`.
+    pub async fn start_with_clock(env: Env, clock: super::Clock) -> std::io::Result<SimRedis> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
-        let started = jiff::Timestamp::now().as_second() - env_uptime(env);
+        let started = clock.now() - env_uptime(env);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     continue;
                 };
+                let clock = clock.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = session(sock, started).await {
+                    if let Err(e) = session(sock, started, clock).await {
                         tracing::debug!(error = %e, "sim redis session ended");
                     }
                 });
@@ -66,8 +72,7 @@ fn bulk(s: &str) -> Vec<u8> {
 
 /// The INFO text of Redis 7.4 with persistence off: `rdb_last_save_time` is the start time
 /// (the trap the client must not fall into) and `rdb_saves` is 0.
-pub fn info_text(section: &str, started: i64) -> String {
-    let now = jiff::Timestamp::now().as_second();
+pub fn info_text(section: &str, started: i64, now: i64) -> String {
     let uptime = now - started;
     let server = format!(
         "# Server\r\nredis_version:7.4.2\r\nredis_mode:standalone\r\nos:Linux 6.1.0 x86_64\r\n\
@@ -94,7 +99,7 @@ pub fn info_text(section: &str, started: i64) -> String {
     }
 }
 
-async fn session(sock: TcpStream, started: i64) -> std::io::Result<()> {
+async fn session(sock: TcpStream, started: i64, clock: super::Clock) -> std::io::Result<()> {
     let mut io = BufReader::new(sock);
     loop {
         let Reply::Array(Some(args)) = read_reply(&mut io).await? else {
@@ -119,6 +124,7 @@ async fn session(sock: TcpStream, started: i64) -> std::io::Result<()> {
             "INFO" => bulk(&info_text(
                 &args.get(1).map(|s| s.to_lowercase()).unwrap_or_default(),
                 started,
+                clock.now(),
             )),
             "CONFIG" if args.get(1).is_some_and(|s| s.eq_ignore_ascii_case("GET")) => {
                 let name = args.get(2).map(|s| s.to_lowercase()).unwrap_or_default();

@@ -24,6 +24,7 @@ use super::cluster::ClusterShared;
 use super::logs;
 use super::store::{self, FieldSelector, LabelSelector, ResourceKind, Since};
 use super::table::{self, IncludeObject};
+use serde_json::value::RawValue;
 
 /// The router serving one cluster.
 pub fn router(shared: Arc<ClusterShared>) -> Router {
@@ -31,13 +32,8 @@ pub fn router(shared: Arc<ClusterShared>) -> Router {
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
-    let mut resp = Response::new(Body::from(bytes));
+    let mut resp = serialized_response(body);
     *resp.status_mut() = code;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
     resp
 }
 
@@ -81,6 +77,11 @@ fn group_suffix(kind: &ResourceKind) -> String {
 }
 
 async fn handle(State(shared): State<Arc<ClusterShared>>, req: Request) -> Response {
+    shared.record_request(format!(
+        "{} {}",
+        req.method(),
+        req.uri().path_and_query().map_or("/", |p| p.as_str())
+    ));
     match shared.fault() {
         Fault::Error500 => {
             return status_error(
@@ -414,21 +415,56 @@ fn list(
         metadata["continue"] = json!(format!("{id}:{end}"));
         metadata["remainingItemCount"] = json!(items.len() - end);
     }
-    let body = match table_mode {
-        Some(include) => table::table(kind, &page, include, true, metadata),
-        None => json!({
-            "kind": format!("{}List", kind.kind),
-            "apiVersion": kind.api_version(),
-            "metadata": metadata,
-            "items": page,
-        }),
-    };
-    json_response(StatusCode::OK, &body)
+    match table_mode {
+        Some(include) => json_response(
+            StatusCode::OK,
+            &table::table(kind, &page, include, true, metadata),
+        ),
+        // Serialised from the stored objects by reference: `json!` would deep-copy every
+        // object of the page into a new tree first (most of the cost of a 3.45 MB page).
+        None => {
+            let encoded: Vec<_> = page.iter().map(|o| shared.store.encoded(o)).collect();
+            serialized_response(&ListBody {
+                kind: format!("{}List", kind.kind),
+                api_version: kind.api_version(),
+                metadata,
+                items: encoded.iter().map(|e| &**e).collect(),
+            })
+        }
+    }
 }
 
-fn event_line(event_type: &str, object: &Value) -> Bytes {
-    let mut v =
-        serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
+/// A `*List` body borrowing the stored objects.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<&'a RawValue>,
+}
+
+/// A watch event borrowing its object.
+#[derive(serde::Serialize)]
+struct EventBody<'a, T: serde::Serialize + ?Sized> {
+    #[serde(rename = "type")]
+    event_type: &'a str,
+    object: &'a T,
+}
+
+fn serialized_response<T: serde::Serialize>(body: &T) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = Response::new(Body::from(bytes));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// A watch event line; `object` is a stored object's encoding or a built one (bookmark, error).
+fn event_line<T: serde::Serialize + ?Sized>(event_type: &str, object: &T) -> Bytes {
+    let mut v = serde_json::to_vec(&EventBody { event_type, object }).unwrap_or_default();
     v.push(b'\n');
     Bytes::from(v)
 }
@@ -521,7 +557,7 @@ async fn watch_task(
                 *first_table = false;
                 event_line(event_type, &t)
             }
-            None => event_line(event_type, obj),
+            None => event_line(event_type, &*shared.store.encoded(obj)),
         }
     };
     let in_scope = |obj: &Value| -> bool {

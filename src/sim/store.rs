@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// A resource kind served by the simulated API server.
 #[derive(Debug)]
@@ -204,7 +205,14 @@ pub struct Store {
     changed: tokio::sync::watch::Sender<u64>,
     snapshots: Mutex<(u64, VecDeque<(u64, Snapshot)>)>,
     cluster_tag: u64,
+    /// The JSON encoding of stored object versions, by resourceVersion (unique to one version
+    /// of one object in a store): lists and watches send an object's bytes without encoding
+    /// it again, as kube-apiserver's watch cache does. The bytes are the same.
+    encoded: Mutex<HashMap<u64, Arc<RawValue>>>,
 }
+
+/// Encoded versions kept before the cache is dropped and refilled on demand.
+const ENCODED_CAP: usize = 50_000;
 
 /// Result of looking up a watch start point.
 pub enum Since {
@@ -236,7 +244,29 @@ impl Store {
             changed,
             snapshots: Mutex::new((0, VecDeque::new())),
             cluster_tag,
+            encoded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// `obj` as JSON, encoded once per resourceVersion.
+    pub fn encoded(&self, obj: &Value) -> Arc<RawValue> {
+        let lock = || self.encoded.lock().unwrap_or_else(|e| e.into_inner());
+        let rv = meta_str(obj, "resourceVersion").parse::<u64>().ok();
+        if let Some(hit) = rv.and_then(|rv| lock().get(&rv).cloned()) {
+            return hit;
+        }
+        let raw: Arc<RawValue> = match serde_json::value::to_raw_value(obj) {
+            Ok(b) => Arc::from(b),
+            Err(_) => Arc::from(RawValue::from_string("null".into()).expect("valid JSON")),
+        };
+        if let Some(rv) = rv {
+            let mut map = lock();
+            if map.len() >= ENCODED_CAP {
+                map.clear();
+            }
+            map.insert(rv, raw.clone());
+        }
+        raw
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, StoreInner> {
@@ -320,6 +350,7 @@ impl Store {
     /// its own resourceVersion.
     pub fn seed(&self, kind: &'static ResourceKind, objs: Vec<Value>) {
         let mut inner = self.write();
+        let mut seeded = Vec::with_capacity(objs.len());
         for mut obj in objs {
             inner.rv += 1;
             inner.uid_counter += 1;
@@ -341,14 +372,20 @@ impl Store {
                 String::new()
             };
             let name = meta_str(&obj, "name").to_string();
+            let obj = Arc::new(obj);
+            seeded.push(obj.clone());
             inner
                 .objects
                 .entry(kind.plural)
                 .or_default()
-                .insert((ns, name), Arc::new(obj));
+                .insert((ns, name), obj);
         }
         inner.floor = inner.rv;
         drop(inner);
+        // Encoded now, as a running API server has its objects ready before the first list.
+        for obj in &seeded {
+            self.encoded(obj);
+        }
         let rv = self.resource_version();
         self.changed.send_replace(rv);
     }

@@ -6,15 +6,19 @@
 pub mod s3;
 pub mod sigv4;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
+use kube::Api;
+use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
+use super::watched::Watched;
 use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
 use crate::config::{ClusterConfig, Endpoint, SecretRef, parse_duration};
 use crate::model::backups::{
@@ -298,10 +302,12 @@ pub fn summarize_cronjobs(
             .filter(|j| owner_cronjob(j) == Some(name.as_str()))
             .collect();
         own.sort_by_key(|j| {
-            j.status
+            let at = j
+                .status
                 .as_ref()
                 .and_then(|s| s.start_time.as_ref().map(ts))
-                .or(j.metadata.creation_timestamp.as_ref().map(ts))
+                .or(j.metadata.creation_timestamp.as_ref().map(ts));
+            (at, j.metadata.name.clone())
         });
         let mut newest_success: Option<Timestamp> = None;
         for j in &own {
@@ -346,30 +352,72 @@ pub fn summarize_cronjobs(
     (statuses, runs)
 }
 
+/// The CronJob and Job watches of one namespace and selector.
+struct CronJobWatch {
+    cronjobs: Watched<CronJob>,
+    jobs: Watched<Job>,
+}
+
+/// A CronJob source's namespace and label selector.
+type Scope = (String, Option<String>);
+
+/// The watches behind the CronJob sources of one cluster, started at a source's first poll
+/// and kept while the source runs: later polls read them and send nothing to the API server.
+#[derive(Default)]
+pub struct CronJobWatches {
+    by_scope: Mutex<HashMap<Scope, Arc<CronJobWatch>>>,
+}
+
+impl CronJobWatches {
+    async fn get(
+        &self,
+        cluster: &ClusterConfig,
+        namespace: &str,
+        selector: Option<&str>,
+    ) -> Result<Arc<CronJobWatch>, String> {
+        let key = (namespace.to_string(), selector.map(str::to_string));
+        let lock = || self.by_scope.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = lock().get(&key) {
+            return Ok(w.clone());
+        }
+        let client = super::kube::client_for(cluster).await?;
+        let mut config = watcher::Config::default();
+        if let Some(s) = selector {
+            config = config.labels(s);
+        }
+        let started = Arc::new(CronJobWatch {
+            cronjobs: Watched::start(Api::namespaced(client.clone(), namespace), config),
+            jobs: Watched::start(
+                Api::namespaced(client, namespace),
+                watcher::Config::default(),
+            ),
+        });
+        Ok(lock().entry(key).or_insert(started).clone())
+    }
+}
+
 async fn poll_cronjobs(
     cluster: &ClusterConfig,
+    watches: &CronJobWatches,
     namespace: &str,
     prefix: Option<&str>,
     selector: Option<&str>,
 ) -> Result<(Vec<CronJobStatus>, Vec<BackupObject>), String> {
-    let client = super::kube::client_for(cluster).await?;
-    let mut lp = kube::api::ListParams::default();
-    if let Some(s) = selector {
-        lp = lp.labels(s);
-    }
-    let describe = |what: &str, e: kube::Error| match e {
-        kube::Error::Api(s) => format!("listing {what} in {namespace}: {} {}", s.code, s.reason),
-        other => format!("listing {what} in {namespace}: {other}"),
-    };
-    let cronjobs = kube::Api::<CronJob>::namespaced(client.clone(), namespace)
-        .list(&lp)
+    let watch = watches.get(cluster, namespace, selector).await?;
+
+    let cronjobs = watch
+        .cronjobs
+        .items(SOURCE_TIMEOUT)
         .await
-        .map_err(|e| describe("CronJobs", e))?;
-    let jobs = kube::Api::<Job>::namespaced(client, namespace)
-        .list(&kube::api::ListParams::default())
+        .map_err(|e| format!("listing CronJobs in {namespace}: {e}"))?;
+    let jobs = watch
+        .jobs
+        .items(SOURCE_TIMEOUT)
         .await
-        .map_err(|e| describe("Jobs", e))?;
-    Ok(summarize_cronjobs(&cronjobs.items, &jobs.items, prefix))
+        .map_err(|e| format!("listing Jobs in {namespace}: {e}"))?;
+    let cronjobs: Vec<CronJob> = cronjobs.iter().map(|c| (**c).clone()).collect();
+    let jobs: Vec<Job> = jobs.iter().map(|j| (**j).clone()).collect();
+    Ok(summarize_cronjobs(&cronjobs, &jobs, prefix))
 }
 
 async fn s3_lister(cluster: &ClusterConfig, spec: &SourceSpec) -> Result<s3::S3Lister, String> {
@@ -414,6 +462,7 @@ pub async fn poll_source(
     config: &BackupsConfig,
     source: &SourceConfig,
     status: &mut SourceStatus,
+    watches: &CronJobWatches,
 ) {
     let now = Timestamp::now();
     let result: Result<(), String> = async {
@@ -449,9 +498,14 @@ pub async fn poll_source(
                 prefix,
                 selector,
             } => {
-                let (cronjobs, runs) =
-                    poll_cronjobs(cluster, namespace, prefix.as_deref(), selector.as_deref())
-                        .await?;
+                let (cronjobs, runs) = poll_cronjobs(
+                    cluster,
+                    watches,
+                    namespace,
+                    prefix.as_deref(),
+                    selector.as_deref(),
+                )
+                .await?;
                 status.set_listing(runs, now, config.retention, KEEP_RECENT);
                 status.cronjobs = cronjobs;
             }
@@ -469,6 +523,7 @@ pub async fn poll_all(
     cluster: &ClusterConfig,
     config: &BackupsConfig,
     statuses: &mut [SourceStatus],
+    watches: &CronJobWatches,
 ) -> BackupsSnapshot {
     let polls = config
         .sources
@@ -476,10 +531,8 @@ pub async fn poll_all(
         .zip(statuses.iter_mut())
         .map(|(source, status)| async move {
             let name = source.name.clone();
-            if tokio::time::timeout(SOURCE_TIMEOUT, poll_source(cluster, config, source, status))
-                .await
-                .is_err()
-            {
+            let poll = poll_source(cluster, config, source, status, watches);
+            if tokio::time::timeout(SOURCE_TIMEOUT, poll).await.is_err() {
                 status.fail(
                     format!("{name}: no answer within {}s", SOURCE_TIMEOUT.as_secs()),
                     Timestamp::now(),
@@ -533,10 +586,11 @@ pub async fn run(
         }
     };
     let mut statuses = initial_statuses(&config);
+    let watches = CronJobWatches::default();
     loop {
         let snap = tokio::select! {
             _ = cancel.cancelled() => return,
-            s = poll_all(&cluster, &config, &mut statuses) => s,
+            s = poll_all(&cluster, &config, &mut statuses, &watches) => s,
         };
         if !send(SourceUpdate::Feature(FeatureData::Backups(Arc::new(snap)))) {
             return;

@@ -183,7 +183,7 @@ where
 }
 
 /// A short, human reason for a watch failure.
-fn describe(e: &watcher::Error) -> String {
+pub(crate) fn describe(e: &watcher::Error) -> String {
     let inner = match e {
         watcher::Error::InitialListFailed(e)
         | watcher::Error::WatchStartFailed(e)

@@ -10,19 +10,21 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Api;
+use kube::runtime::watcher;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::pgbouncer::{TIMEOUT, connect_endpoint, resolve_secret};
+use super::watched::Watched;
 use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
 use crate::config::{ClusterConfig, Endpoint, SecretRef};
 use crate::model::redis::{ConfigValue, RedisSnapshot, VolumeCheck, parse_info};
 
 /// How often the server is polled (the issue gives no key for it).
 pub const POLL: Duration = Duration::from_secs(5);
-/// How often the workload's volumes are read again.
-const VOLUME_EVERY: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Replies larger than this are refused rather than buffered (INFO is a few KiB).
 const MAX_REPLY: usize = 4 << 20;
@@ -390,10 +392,73 @@ pub fn data_volume(
     Some((name, kind))
 }
 
-/// Reads the workload's pod template through the cluster's Kubernetes API.
+/// The workload named in the config, watched by name.
+enum WorkloadWatch {
+    StatefulSet(Watched<StatefulSet>),
+    DaemonSet(Watched<DaemonSet>),
+    Deployment(Watched<Deployment>),
+}
+
+/// The watches behind the volume check, started at the first check and kept while the
+/// source runs: later checks read them and send nothing to the API server.
+pub struct VolumeWatch {
+    workload: WorkloadWatch,
+    /// The workload's pods (by its selector), watched once the template is found not to
+    /// say which volume holds `/data`.
+    pods: Option<(String, Watched<Pod>)>,
+}
+
+impl VolumeWatch {
+    fn start(client: kube::Client, ns: &str, kind: &str, name: &str) -> VolumeWatch {
+        let by_name = || watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let workload = match kind {
+            "statefulset" => {
+                WorkloadWatch::StatefulSet(Watched::start(Api::namespaced(client, ns), by_name()))
+            }
+            "daemonset" => {
+                WorkloadWatch::DaemonSet(Watched::start(Api::namespaced(client, ns), by_name()))
+            }
+            _ => WorkloadWatch::Deployment(Watched::start(Api::namespaced(client, ns), by_name())),
+        };
+        VolumeWatch {
+            workload,
+            pods: None,
+        }
+    }
+
+    /// The workload's pod template, claim templates and selector; None when it does not exist.
+    async fn template(
+        &self,
+    ) -> Result<Option<(PodTemplateSpec, Vec<String>, LabelSelector)>, String> {
+        Ok(match &self.workload {
+            WorkloadWatch::StatefulSet(w) => w.items(TIMEOUT).await?.first().map(|s| {
+                let spec = s.spec.clone();
+                let claims = spec
+                    .volume_claim_templates
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|c| c.metadata.name)
+                    .collect();
+                (spec.template, claims, spec.selector)
+            }),
+            WorkloadWatch::DaemonSet(w) => w.items(TIMEOUT).await?.first().map(|d| {
+                let spec = d.spec.clone();
+                (spec.template, vec![], spec.selector)
+            }),
+            WorkloadWatch::Deployment(w) => w.items(TIMEOUT).await?.first().map(|d| {
+                let spec = d.spec.clone();
+                (spec.template, vec![], spec.selector)
+            }),
+        })
+    }
+}
+
+/// Reads the workload's pod template (and, when the template does not say, its pods) from
+/// watches on the cluster's Kubernetes API, starting them on the first call.
 pub async fn check_volume(
     cluster: &ClusterConfig,
     workload: &(String, String, String),
+    watch: &mut Option<VolumeWatch>,
 ) -> VolumeCheck {
     let (ns, kind, name) = workload;
     let mut check = VolumeCheck {
@@ -403,72 +468,55 @@ pub async fn check_volume(
         error: None,
     };
     let result: Result<Option<(String, String)>, String> = async {
-        let client = crate::sources::kube::client_for(cluster).await?;
-        let describe = |e: kube::Error| match e {
-            kube::Error::Api(s) => format!("reading {kind} {ns}/{name}: {} {}", s.code, s.reason),
-            other => format!("reading {kind} {ns}/{name}: {other}"),
+        if watch.is_none() {
+            let client = crate::sources::kube::client_for(cluster).await?;
+            *watch = Some(VolumeWatch::start(client, ns, kind, name));
+        }
+        let Some(w) = watch.as_mut() else {
+            return Err("no watch".into());
         };
-        let get = async {
-            let (template, claims, selector) = match kind.as_str() {
-                "statefulset" => {
-                    let s = kube::Api::<StatefulSet>::namespaced(client.clone(), ns)
-                        .get(name)
-                        .await
-                        .map_err(describe)?;
-                    let spec = s.spec;
-                    let claims = spec
-                        .volume_claim_templates
-                        .unwrap_or_default()
-                        .into_iter()
-                        .filter_map(|c| c.metadata.name)
-                        .collect();
-                    (spec.template, claims, spec.selector)
-                }
-                "daemonset" => {
-                    let d = kube::Api::<DaemonSet>::namespaced(client.clone(), ns)
-                        .get(name)
-                        .await
-                        .map_err(describe)?;
-                    (d.spec.template, vec![], d.spec.selector)
-                }
-                _ => {
-                    let d = kube::Api::<Deployment>::namespaced(client.clone(), ns)
-                        .get(name)
-                        .await
-                        .map_err(describe)?;
-                    (d.spec.template, vec![], d.spec.selector)
-                }
+        let (template, claims, selector) = w
+            .template()
+            .await
+            .map_err(|e| format!("reading {kind} {ns}/{name}: {e}"))?
+            .ok_or_else(|| format!("reading {kind} {ns}/{name}: not found"))?;
+        if let Some(found) = data_volume(&template, &claims) {
+            w.pods = None;
+            return Ok(Some(found));
+        }
+        // A template without the volume (some generated manifests, the simulator): the
+        // pods that run say what is actually mounted.
+        let labels = selector
+            .match_labels
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        if w.pods.as_ref().is_none_or(|(l, _)| *l != labels) {
+            let client = crate::sources::kube::client_for(cluster).await?;
+            let pods = Watched::start(
+                Api::namespaced(client, ns),
+                watcher::Config::default().labels(&labels),
+            );
+            w.pods = Some((labels, pods));
+        }
+        let Some((_, pods)) = &w.pods else {
+            return Err("no watch".into());
+        };
+        let pods = pods
+            .items(TIMEOUT)
+            .await
+            .map_err(|e| format!("reading the pods of {kind} {ns}/{name}: {e}"))?;
+        let mut pods: Vec<_> = pods.iter().collect();
+        pods.sort_by_key(|p| p.metadata.name.clone());
+        Ok(pods.into_iter().find_map(|p| {
+            let t = PodTemplateSpec {
+                metadata: None,
+                spec: p.spec.clone(),
             };
-            if let Some(found) = data_volume(&template, &claims) {
-                return Ok(Some(found));
-            }
-            // A template without the volume (some generated manifests, the simulator): the
-            // pods that run say what is actually mounted.
-            let labels = selector
-                .match_labels
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(k, v)| format!("{k}={v}"))
-                .collect::<Vec<_>>()
-                .join(",");
-            let pods = kube::Api::<Pod>::namespaced(client, ns)
-                .list(&kube::api::ListParams::default().labels(&labels))
-                .await
-                .map_err(describe)?;
-            Ok(pods.items.into_iter().find_map(|p| {
-                let t = PodTemplateSpec {
-                    metadata: None,
-                    spec: p.spec,
-                };
-                data_volume(&t, &claims)
-            }))
-        };
-        tokio::time::timeout(TIMEOUT, get).await.map_err(|_| {
-            format!(
-                "reading {kind} {ns}/{name}: no answer within {}s",
-                TIMEOUT.as_secs()
-            )
-        })?
+            data_volume(&t, &claims)
+        }))
     }
     .await;
     match result {
@@ -513,7 +561,7 @@ pub async fn run(
         }
     };
     let mut conn: Option<RedisConn> = None;
-    let mut volume: Option<(VolumeCheck, tokio::time::Instant)> = None;
+    let mut volume_watch: Option<VolumeWatch> = None;
     let mut backoff = Duration::from_millis(500);
     let mut last_failure: Option<String> = None;
     loop {
@@ -541,13 +589,7 @@ pub async fn run(
                 None => return Err(RedisError::Config("no connection".into())),
             };
             if let Some(w) = &config.workload {
-                let due = volume
-                    .as_ref()
-                    .is_none_or(|(_, at)| at.elapsed() >= VOLUME_EVERY);
-                if due {
-                    volume = Some((check_volume(&cluster, w).await, tokio::time::Instant::now()));
-                }
-                snap.volume = volume.as_ref().map(|(v, _)| v.clone());
+                snap.volume = Some(check_volume(&cluster, w, &mut volume_watch).await);
             }
             Ok(snap)
         };
