@@ -375,32 +375,53 @@ async fn simulated_redis_agrees_with_the_real_one_and_the_fleet_shows_the_empty_
     assert_eq!(rs.appendonly, ss.appendonly);
     assert_eq!(keys(&rs), keys(&ss));
 
-    // The fleet config points both clusters at the sim, with the workload cross-check.
+    // The fleet config points both clusters at the sim, with the workload cross-check
+    // (polled every 200 ms here, so several polls happen).
     let (tx, mut rx) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
     for (i, c) in config.clusters.iter().enumerate() {
         assert!(opsdeck::sources::redis::configured(c));
+        let mut c = c.clone();
+        if let Some(t) = c.redis.as_mut() {
+            t.insert("poll".into(), "200ms".into());
+        }
         tokio::spawn(opsdeck::sources::redis::run(
             i,
-            c.clone(),
+            c,
             tx.clone(),
             cancel.clone(),
         ));
     }
-    for i in 0..2 {
-        let Seen::Snap(s) = next_until(&mut rx, i, "a fleet snapshot", |s| {
-            matches!(s, Seen::Snap(_))
-        })
-        .await
-        else {
-            unreachable!()
-        };
-        let v = s.volume.as_ref().expect("volume checked");
-        assert_eq!(v.kind.as_deref(), Some("emptyDir"), "{v:?}");
-        assert_eq!(v.name.as_deref(), Some("redis-data"));
-        assert_eq!(keys(&s), ["no-persistence", "emptydir"]);
-        assert_eq!(model::to_json(&s)["volume"], "emptyDir");
+    for _ in 0..5 {
+        for i in 0..2 {
+            let Seen::Snap(s) = next_until(&mut rx, i, "a fleet snapshot", |s| {
+                matches!(s, Seen::Snap(_))
+            })
+            .await
+            else {
+                unreachable!()
+            };
+            let v = s.volume.as_ref().expect("volume checked");
+            assert_eq!(v.kind.as_deref(), Some("emptyDir"), "{v:?}");
+            assert_eq!(v.name.as_deref(), Some("redis-data"));
+            assert_eq!(keys(&s), ["no-persistence", "emptydir"]);
+            assert_eq!(model::to_json(&s)["volume"], "emptyDir");
+        }
     }
+    // The volume check reads watches: one list of the Deployment and one of its pods in all
+    // those polls, then only watches.
+    let log = fleet.cluster("production").expect("prod").requests();
+    let lists = |what: &str| {
+        log.iter()
+            .filter(|r| r.starts_with("GET ") && r.contains(what) && !r.contains("watch=true"))
+            .count()
+    };
+    assert_eq!(
+        lists("/apis/apps/v1/namespaces/database/deployments"),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(lists("/api/v1/namespaces/database/pods"), 1, "{log:?}");
     cancel.cancel();
     fleet.shutdown().await;
 }
