@@ -19,7 +19,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
 use super::watched::Watched;
-use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
+use super::{Feature, FeatureData, SourceEvent};
 use crate::config::{ClusterConfig, Endpoint, SecretRef, parse_duration};
 use crate::model::backups::{
     BackupObject, BackupsSnapshot, CronJobStatus, JobRun, JobState, SourceKind, SourceStatus,
@@ -558,6 +558,28 @@ pub fn initial_statuses(config: &BackupsConfig) -> Vec<SourceStatus> {
         .collect()
 }
 
+/// The Backups source between polls: each source's status and the CronJob watches.
+struct BackupsPoller {
+    cluster: ClusterConfig,
+    config: BackupsConfig,
+    statuses: Vec<SourceStatus>,
+    watches: CronJobWatches,
+}
+
+impl super::Poller for BackupsPoller {
+    /// Sources fail one by one inside the snapshot; a poll as a whole never fails.
+    async fn poll(&mut self) -> Result<FeatureData, String> {
+        let snap = poll_all(
+            &self.cluster,
+            &self.config,
+            &mut self.statuses,
+            &self.watches,
+        )
+        .await;
+        Ok(FeatureData::Backups(Arc::new(snap)))
+    }
+}
+
 /// Runs the Backups source of cluster `index` until `cancel` fires.
 pub async fn run(
     index: usize,
@@ -565,41 +587,25 @@ pub async fn run(
     tx: UnboundedSender<SourceEvent>,
     cancel: CancellationToken,
 ) {
-    let send = |update| {
-        tx.send(SourceEvent {
-            cluster: index,
-            update,
-        })
-        .is_ok()
-    };
     let Some(table) = cluster.backups.as_ref() else {
         return;
     };
     let config = match BackupsConfig::from_table(table) {
         Ok(c) => c,
         Err(e) => {
-            send(SourceUpdate::FeatureFailing {
-                feature: Feature::Backups,
-                reason: format!("backups config: {e}"),
-            });
+            let reason = format!("backups config: {e}");
+            super::report_failure(&tx, index, Feature::Backups, reason);
             return;
         }
     };
-    let mut statuses = initial_statuses(&config);
-    let watches = CronJobWatches::default();
-    loop {
-        let snap = tokio::select! {
-            _ = cancel.cancelled() => return,
-            s = poll_all(&cluster, &config, &mut statuses, &watches) => s,
-        };
-        if !send(SourceUpdate::Feature(FeatureData::Backups(Arc::new(snap)))) {
-            return;
-        }
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(config.poll) => {}
-        }
-    }
+    let every = config.poll;
+    let poller = BackupsPoller {
+        statuses: initial_statuses(&config),
+        cluster,
+        config,
+        watches: CronJobWatches::default(),
+    };
+    super::poll_loop(index, Feature::Backups, every, &tx, &cancel, poller).await;
 }
 
 #[cfg(test)]

@@ -66,6 +66,87 @@ pub async fn reachable_endpoint(
     }
 }
 
+/// The first wait after a failed poll; it doubles with each failure in a row.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(500);
+/// The longest wait between failed polls (and never more than four poll intervals).
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Reports that a feature of cluster `index` cannot work (e.g. its config table is wrong).
+pub(crate) fn report_failure(
+    tx: &tokio::sync::mpsc::UnboundedSender<SourceEvent>,
+    index: usize,
+    feature: Feature,
+    reason: String,
+) {
+    let _ = tx.send(SourceEvent {
+        cluster: index,
+        update: SourceUpdate::FeatureFailing { feature, reason },
+    });
+}
+
+/// A polled feature source's state between polls (its connection, its last snapshot).
+pub(crate) trait Poller: Send {
+    /// Polls once: the feature's whole snapshot, or why it failed.
+    fn poll(&mut self) -> impl std::future::Future<Output = Result<FeatureData, String>> + Send;
+}
+
+/// Runs a polled feature source of cluster `index` until `cancel` fires or nobody listens:
+/// one `poll` in flight at most; its data is sent as a whole snapshot, a failure once per
+/// distinct reason (the last data stays on screen, marked stale); the next poll comes after
+/// `every`, or after a doubling backoff while polls fail.
+pub(crate) async fn poll_loop(
+    index: usize,
+    feature: Feature,
+    every: std::time::Duration,
+    tx: &tokio::sync::mpsc::UnboundedSender<SourceEvent>,
+    cancel: &tokio_util::sync::CancellationToken,
+    mut poller: impl Poller,
+) {
+    let send = |update| {
+        tx.send(SourceEvent {
+            cluster: index,
+            update,
+        })
+        .is_ok()
+    };
+    let mut backoff = FIRST_BACKOFF;
+    let mut last_failure: Option<String> = None;
+    loop {
+        let result = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = poller.poll() => r,
+        };
+        let wait = match result {
+            Ok(data) => {
+                last_failure = None;
+                backoff = FIRST_BACKOFF;
+                if !send(SourceUpdate::Feature(data)) {
+                    return;
+                }
+                every
+            }
+            Err(reason) => {
+                tracing::debug!(cluster = index, ?feature, %reason, "poll failed");
+                if last_failure.as_ref() != Some(&reason) {
+                    last_failure = Some(reason.clone());
+                    if !send(SourceUpdate::FeatureFailing { feature, reason }) {
+                        return;
+                    }
+                }
+                let wait = backoff;
+                backoff = (backoff * 2)
+                    .min(MAX_BACKOFF)
+                    .min(every.max(std::time::Duration::from_secs(1)) * 4);
+                wait
+            }
+        };
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 /// What a source reports about one cluster.
 #[derive(Debug, Clone)]
 pub enum SourceUpdate {

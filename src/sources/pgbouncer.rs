@@ -13,13 +13,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio_postgres::SimpleQueryMessage;
 use tokio_util::sync::CancellationToken;
 
-use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
+use super::{Feature, FeatureData, SourceEvent};
 use crate::config::{ClusterConfig, Endpoint, SecretRef, parse_duration};
 use crate::model::pgbouncer::{self, PgbouncerSnapshot, ResultTable, Thresholds};
 
 /// How long one connect or one poll may take before it counts as a failure.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// What went wrong talking to the admin console; the text is what the panel shows.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -334,6 +333,57 @@ fn classify_login(e: &tokio_postgres::Error, addr: String, user: &str) -> Pgboun
     }
 }
 
+/// The PgBouncer source between polls: its console connection and the last snapshot (for
+/// the waiting history).
+struct PgbouncerPoller {
+    cluster: ClusterConfig,
+    config: PgbouncerConfig,
+    console: Option<Console>,
+    prev: Option<Arc<PgbouncerSnapshot>>,
+}
+
+impl super::Poller for PgbouncerPoller {
+    async fn poll(&mut self) -> Result<FeatureData, String> {
+        let result = async {
+            if self.console.as_ref().is_none_or(Console::is_closed) {
+                let password = match &self.config.password {
+                    Some(s) => Some(
+                        resolve_secret(&self.cluster, s)
+                            .await
+                            .map_err(|e| PgbouncerError::Config(format!("password: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let endpoint = super::reachable_endpoint(&self.cluster, &self.config.endpoint)
+                    .await
+                    .map_err(|reason| PgbouncerError::Unreachable {
+                        addr: self.config.endpoint.to_string(),
+                        reason,
+                    })?;
+                self.console = Some(
+                    Console::connect(&endpoint, &self.config.user, password.as_deref()).await?,
+                );
+            }
+            match &self.console {
+                Some(c) => c.poll(self.prev.as_deref(), self.config.thresholds).await,
+                None => Err(PgbouncerError::Config("no console".into())),
+            }
+        }
+        .await;
+        match result {
+            Ok(snap) => {
+                let snap = Arc::new(snap);
+                self.prev = Some(snap.clone());
+                Ok(FeatureData::Pgbouncer(snap))
+            }
+            Err(e) => {
+                self.console = None;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
 /// Runs the PgBouncer source of cluster `index` until `cancel` fires.
 pub async fn run(
     index: usize,
@@ -341,94 +391,23 @@ pub async fn run(
     tx: UnboundedSender<SourceEvent>,
     cancel: CancellationToken,
 ) {
-    let send = |update| {
-        tx.send(SourceEvent {
-            cluster: index,
-            update,
-        })
-        .is_ok()
-    };
-    let fail = |reason: String| {
-        send(SourceUpdate::FeatureFailing {
-            feature: Feature::Pgbouncer,
-            reason,
-        })
-    };
     let Some(table) = cluster.pgbouncer.as_ref() else {
         return;
     };
     let config = match PgbouncerConfig::from_table(table) {
         Ok(c) => c,
         Err(e) => {
-            fail(PgbouncerError::Config(e).to_string());
+            let reason = PgbouncerError::Config(e).to_string();
+            super::report_failure(&tx, index, Feature::Pgbouncer, reason);
             return;
         }
     };
-    let mut console: Option<Console> = None;
-    let mut prev: Option<Arc<PgbouncerSnapshot>> = None;
-    let mut backoff = Duration::from_millis(500);
-    let mut last_failure: Option<String> = None;
-    loop {
-        // One poll in flight at most: connect, poll, then sleep, all in this one task.
-        let result = async {
-            if console.as_ref().is_none_or(Console::is_closed) {
-                let password = match &config.password {
-                    Some(s) => Some(
-                        resolve_secret(&cluster, s)
-                            .await
-                            .map_err(|e| PgbouncerError::Config(format!("password: {e}")))?,
-                    ),
-                    None => None,
-                };
-                let endpoint = super::reachable_endpoint(&cluster, &config.endpoint)
-                    .await
-                    .map_err(|reason| PgbouncerError::Unreachable {
-                        addr: config.endpoint.to_string(),
-                        reason,
-                    })?;
-                console =
-                    Some(Console::connect(&endpoint, &config.user, password.as_deref()).await?);
-            }
-            match &console {
-                Some(c) => c.poll(prev.as_deref(), config.thresholds).await,
-                None => Err(PgbouncerError::Config("no console".into())),
-            }
-        };
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = result => r,
-        };
-        let wait = match result {
-            Ok(snap) => {
-                let snap = Arc::new(snap);
-                prev = Some(snap.clone());
-                last_failure = None;
-                backoff = Duration::from_millis(500);
-                if !send(SourceUpdate::Feature(FeatureData::Pgbouncer(snap))) {
-                    return;
-                }
-                config.poll
-            }
-            Err(e) => {
-                console = None;
-                let reason = e.to_string();
-                tracing::debug!(cluster = %cluster.name, %reason, "pgbouncer poll failed");
-                if last_failure.as_ref() != Some(&reason) {
-                    last_failure = Some(reason.clone());
-                    if !fail(reason) {
-                        return;
-                    }
-                }
-                let w = backoff;
-                backoff = (backoff * 2)
-                    .min(MAX_BACKOFF)
-                    .min(config.poll.max(Duration::from_secs(1)) * 4);
-                w
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    let every = config.poll;
+    let poller = PgbouncerPoller {
+        cluster,
+        config,
+        console: None,
+        prev: None,
+    };
+    super::poll_loop(index, Feature::Pgbouncer, every, &tx, &cancel, poller).await;
 }

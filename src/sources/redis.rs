@@ -19,13 +19,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::pgbouncer::{TIMEOUT, connect_endpoint, resolve_secret};
 use super::watched::Watched;
-use super::{Feature, FeatureData, SourceEvent, SourceUpdate};
+use super::{Feature, FeatureData, SourceEvent};
 use crate::config::{ClusterConfig, Endpoint, SecretRef};
 use crate::model::redis::{ConfigValue, RedisSnapshot, VolumeCheck, parse_info};
 
 /// How often the server is polled (the issue gives no key for it).
 pub const POLL: Duration = Duration::from_secs(5);
-const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// Replies larger than this are refused rather than buffered (INFO is a few KiB).
 const MAX_REPLY: usize = 4 << 20;
 
@@ -530,6 +529,54 @@ pub async fn check_volume(
     check
 }
 
+/// The Redis source between polls: its connection and the volume check's watches.
+struct RedisPoller {
+    cluster: ClusterConfig,
+    config: RedisConfig,
+    conn: Option<RedisConn>,
+    volume_watch: Option<VolumeWatch>,
+}
+
+impl super::Poller for RedisPoller {
+    async fn poll(&mut self) -> Result<FeatureData, String> {
+        let result = async {
+            if self.conn.is_none() {
+                let password = match &self.config.password {
+                    Some(s) => Some(
+                        resolve_secret(&self.cluster, s)
+                            .await
+                            .map_err(|e| RedisError::Config(format!("password: {e}")))?,
+                    ),
+                    None => None,
+                };
+                let mut dial = self.config.clone();
+                dial.endpoint = super::reachable_endpoint(&self.cluster, &self.config.endpoint)
+                    .await
+                    .map_err(|reason| RedisError::Unreachable {
+                        addr: self.config.endpoint.to_string(),
+                        reason,
+                    })?;
+                self.conn = Some(RedisConn::connect(&dial, password.as_deref()).await?);
+            }
+            let mut snap = match self.conn.as_mut() {
+                Some(c) => c.poll().await?,
+                None => return Err(RedisError::Config("no connection".into())),
+            };
+            if let Some(w) = &self.config.workload {
+                snap.volume = Some(check_volume(&self.cluster, w, &mut self.volume_watch).await);
+            }
+            Ok(snap)
+        }
+        .await;
+        result
+            .map(|snap| FeatureData::Redis(Arc::new(snap)))
+            .map_err(|e| {
+                self.conn = None;
+                e.to_string()
+            })
+    }
+}
+
 /// Runs the Redis source of cluster `index` until `cancel` fires.
 pub async fn run(
     index: usize,
@@ -537,97 +584,25 @@ pub async fn run(
     tx: UnboundedSender<SourceEvent>,
     cancel: CancellationToken,
 ) {
-    let send = |update| {
-        tx.send(SourceEvent {
-            cluster: index,
-            update,
-        })
-        .is_ok()
-    };
-    let fail = |reason: String| {
-        send(SourceUpdate::FeatureFailing {
-            feature: Feature::Redis,
-            reason,
-        })
-    };
     let Some(table) = cluster.redis.as_ref() else {
         return;
     };
     let config = match RedisConfig::from_table(table) {
         Ok(c) => c,
         Err(e) => {
-            fail(RedisError::Config(e).to_string());
+            let reason = RedisError::Config(e).to_string();
+            super::report_failure(&tx, index, Feature::Redis, reason);
             return;
         }
     };
-    let mut conn: Option<RedisConn> = None;
-    let mut volume_watch: Option<VolumeWatch> = None;
-    let mut backoff = Duration::from_millis(500);
-    let mut last_failure: Option<String> = None;
-    loop {
-        let step = async {
-            if conn.is_none() {
-                let password = match &config.password {
-                    Some(s) => Some(
-                        resolve_secret(&cluster, s)
-                            .await
-                            .map_err(|e| RedisError::Config(format!("password: {e}")))?,
-                    ),
-                    None => None,
-                };
-                let mut dial = config.clone();
-                dial.endpoint = super::reachable_endpoint(&cluster, &config.endpoint)
-                    .await
-                    .map_err(|reason| RedisError::Unreachable {
-                        addr: config.endpoint.to_string(),
-                        reason,
-                    })?;
-                conn = Some(RedisConn::connect(&dial, password.as_deref()).await?);
-            }
-            let mut snap = match conn.as_mut() {
-                Some(c) => c.poll().await?,
-                None => return Err(RedisError::Config("no connection".into())),
-            };
-            if let Some(w) = &config.workload {
-                snap.volume = Some(check_volume(&cluster, w, &mut volume_watch).await);
-            }
-            Ok(snap)
-        };
-        let result = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = step => r,
-        };
-        let wait = match result {
-            Ok(snap) => {
-                last_failure = None;
-                backoff = Duration::from_millis(500);
-                if !send(SourceUpdate::Feature(FeatureData::Redis(Arc::new(snap)))) {
-                    return;
-                }
-                config.poll
-            }
-            Err(e) => {
-                conn = None;
-                let reason = e.to_string();
-                tracing::debug!(cluster = %cluster.name, %reason, "redis poll failed");
-                if last_failure.as_ref() != Some(&reason) {
-                    last_failure = Some(reason.clone());
-                    if !fail(reason) {
-                        return;
-                    }
-                }
-                let w = backoff;
-                backoff = (backoff * 2)
-                    .min(MAX_BACKOFF)
-                    .min(config.poll.max(Duration::from_secs(1)) * 4);
-                w
-            }
-        };
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    let every = config.poll;
+    let poller = RedisPoller {
+        cluster,
+        config,
+        conn: None,
+        volume_watch: None,
+    };
+    super::poll_loop(index, Feature::Redis, every, &tx, &cancel, poller).await;
 }
 
 #[cfg(test)]
