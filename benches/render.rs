@@ -27,8 +27,19 @@ fn frames(c: &mut Criterion) {
             });
         }
     }
-    // No pods table yet: the cluster view lists every unhealthy pod, so 5,000 unhealthy pods
-    // are its 5,000-row table.
+    // The drill-down's pods table of one cluster: 5,000 rows, one screen of them drawn.
+    for (label, unhealthy_every) in [("1pct_unhealthy", 100), ("all_unhealthy", 1)] {
+        let mut state = fixture::state(5_000, unhealthy_every);
+        opsdeck::app::drill::open_pods(&mut state, 0);
+        state.view = View::Pods(0);
+        let mut term = Terminal::new(TestBackend::new(160, 48)).unwrap();
+        g.bench_function(format!("pods_table_5000_rows_{label}_160x48"), |b| {
+            b.iter(|| {
+                term.draw(|f| render(f, &state, THEME)).unwrap();
+            })
+        });
+    }
+    // The cluster view lists every unhealthy pod, so 5,000 unhealthy pods are 5,000 rows too.
     let mut state = fixture::state(5_000, 1);
     state.view = View::Cluster(0);
     let mut term = Terminal::new(TestBackend::new(160, 48)).unwrap();
@@ -51,6 +62,16 @@ fn frames(c: &mut Criterion) {
                     .collect::<Vec<_>>()
             },
             |p| opsdeck::model::KubeSnapshot::new(p, vec![], vec![]),
+            criterion::BatchSize::LargeInput,
+        )
+    });
+    // Opening the pods table (sorting 5,000 rows, building the filter keys) and a new
+    // snapshot reaching it.
+    let state = fixture::state(5_000, 100);
+    g.bench_function("open_pods_table_5000", |b| {
+        b.iter_batched(
+            || state.clone(),
+            |mut s| opsdeck::app::drill::open_pods(&mut s, 0),
             criterion::BatchSize::LargeInput,
         )
     });
