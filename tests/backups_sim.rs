@@ -201,3 +201,64 @@ async fn cronjob_source_follows_watches_without_listing_again() {
     assert_eq!(lists(&log), 2, "no list after the first poll: {log:?}");
     fleet.shutdown().await;
 }
+
+/// A CronJob source whose API server goes away is stale with the reason and keeps its last
+/// CronJobs; it recovers by itself when the server is back (the watches list again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_source_goes_stale_with_the_api_and_recovers() {
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
+    let prod = loaded
+        .config
+        .cluster("production")
+        .expect("production")
+        .clone();
+    let mut config =
+        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
+    config.sources.truncate(1);
+    let mut statuses = initial_statuses(&config);
+    let watches = CronJobWatches::default();
+    let first = poll_all(&prod, &config, &mut statuses, &watches).await;
+    assert!(first.sources[0].stale.is_none());
+    assert_eq!(first.sources[0].cronjobs.len(), 3);
+
+    let sim = fleet.cluster("production").expect("sim production");
+    sim.kill().await;
+    let until = |what: &'static str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        move || assert!(std::time::Instant::now() < deadline, "timed out: {what}")
+    };
+    let check = until("the source going stale");
+    let stale = loop {
+        let snap = poll_all(&prod, &config, &mut statuses, &watches).await;
+        if let Some(s) = snap.sources[0].stale.clone() {
+            break (s, snap);
+        }
+        check();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(
+        stale.0.reason.contains("listing") && stale.0.reason.contains("database"),
+        "{:?}",
+        stale.0.reason
+    );
+    assert_eq!(stale.1.sources[0].cronjobs.len(), 3, "last good data kept");
+
+    sim.restart().await.expect("restart");
+    let check = until("the source recovering");
+    loop {
+        let snap = poll_all(&prod, &config, &mut statuses, &watches).await;
+        if snap.sources[0].stale.is_none() {
+            assert_eq!(snap.sources[0].cronjobs.len(), 3);
+            break;
+        }
+        check();
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    fleet.shutdown().await;
+}

@@ -14,7 +14,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use kube::Api;
-use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
 
@@ -381,16 +380,9 @@ impl CronJobWatches {
             return Ok(w.clone());
         }
         let client = super::kube::client_for(cluster).await?;
-        let mut config = watcher::Config::default();
-        if let Some(s) = selector {
-            config = config.labels(s);
-        }
         let started = Arc::new(CronJobWatch {
-            cronjobs: Watched::start(Api::namespaced(client.clone(), namespace), config),
-            jobs: Watched::start(
-                Api::namespaced(client, namespace),
-                watcher::Config::default(),
-            ),
+            cronjobs: Watched::start(Api::namespaced(client.clone(), namespace), selector, None),
+            jobs: Watched::start(Api::namespaced(client, namespace), None, None),
         });
         Ok(lock().entry(key).or_insert(started).clone())
     }

@@ -12,7 +12,6 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::Api;
-use kube::runtime::watcher;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio_util::sync::CancellationToken;
@@ -409,15 +408,22 @@ pub struct VolumeWatch {
 
 impl VolumeWatch {
     fn start(client: kube::Client, ns: &str, kind: &str, name: &str) -> VolumeWatch {
-        let by_name = || watcher::Config::default().fields(&format!("metadata.name={name}"));
+        let by_name = format!("metadata.name={name}");
+        let by_name = Some(by_name.as_str());
         let workload = match kind {
-            "statefulset" => {
-                WorkloadWatch::StatefulSet(Watched::start(Api::namespaced(client, ns), by_name()))
-            }
+            "statefulset" => WorkloadWatch::StatefulSet(Watched::start(
+                Api::namespaced(client, ns),
+                None,
+                by_name,
+            )),
             "daemonset" => {
-                WorkloadWatch::DaemonSet(Watched::start(Api::namespaced(client, ns), by_name()))
+                WorkloadWatch::DaemonSet(Watched::start(Api::namespaced(client, ns), None, by_name))
             }
-            _ => WorkloadWatch::Deployment(Watched::start(Api::namespaced(client, ns), by_name())),
+            _ => WorkloadWatch::Deployment(Watched::start(
+                Api::namespaced(client, ns),
+                None,
+                by_name,
+            )),
         };
         VolumeWatch {
             workload,
@@ -494,10 +500,7 @@ pub async fn check_volume(
             .join(",");
         if w.pods.as_ref().is_none_or(|(l, _)| *l != labels) {
             let client = crate::sources::kube::client_for(cluster).await?;
-            let pods = Watched::start(
-                Api::namespaced(client, ns),
-                watcher::Config::default().labels(&labels),
-            );
+            let pods = Watched::start(Api::namespaced(client, ns), Some(&labels), None);
             w.pods = Some((labels, pods));
         }
         let Some((_, pods)) = &w.pods else {

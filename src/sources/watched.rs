@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use kube::api::ListParams;
 use kube::runtime::reflector::{self, Store, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Resource};
@@ -32,7 +33,10 @@ where
     K::DynamicType: Eq + Hash + Clone,
 {
     store: Store<K>,
-    state: watch::Receiver<State>,
+    state: Arc<watch::Sender<State>>,
+    /// For a plain list while the watch is failing.
+    api: Api<K>,
+    list: ListParams,
     task: tokio::task::AbortHandle,
 }
 
@@ -50,11 +54,22 @@ where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + Hash + Clone + Send + Sync,
 {
-    /// Starts watching `api` with `config` (label and field selectors).
-    pub fn start(api: Api<K>, config: watcher::Config) -> Watched<K> {
+    /// Starts watching `api`, optionally narrowed by a label and a field selector.
+    pub fn start(api: Api<K>, labels: Option<&str>, fields: Option<&str>) -> Watched<K> {
         let (store, writer) = reflector::store::<K>();
-        let (tx, state) = watch::channel(State::default());
-        let events = reflector(writer, watcher(api, config).default_backoff());
+        let state = Arc::new(watch::Sender::new(State::default()));
+        let tx = state.clone();
+        let mut config = watcher::Config::default();
+        let mut list = ListParams::default();
+        if let Some(l) = labels {
+            config = config.labels(l);
+            list = list.labels(l);
+        }
+        if let Some(f) = fields {
+            config = config.fields(f);
+            list = list.fields(f);
+        }
+        let events = reflector(writer, watcher(api.clone(), config).default_backoff());
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             while let Some(ev) = events.next().await {
@@ -82,23 +97,38 @@ where
             }
         })
         .abort_handle();
-        Watched { store, state, task }
+        Watched {
+            store,
+            state,
+            api,
+            list,
+            task,
+        }
     }
 
-    /// The objects now held. Waits up to `wait` for the first list; a failing watch is an
-    /// error (its reason), so the caller marks its panel stale rather than trusting old objects.
+    /// The objects now held. Waits up to `wait` for the first list. While the watch is
+    /// failing, the answer is a plain list: its error (the caller marks its panel stale rather
+    /// than trusting old objects), or fresh objects, which also clears the failure: a watch
+    /// that resumes where it stopped says nothing until something changes.
     pub async fn items(&self, wait: Duration) -> Result<Vec<Arc<K>>, String> {
-        let mut rx = self.state.clone();
-        let settled =
-            tokio::time::timeout(wait, rx.wait_for(|s| s.ready || s.error.is_some())).await;
-        let state = match settled {
-            Err(_) => return Err(format!("no answer within {}s", wait.as_secs())),
-            Ok(Err(_)) => return Err("the watch stopped".into()),
-            Ok(Ok(s)) => s.clone(),
+        let failing = {
+            let mut rx = self.state.subscribe();
+            let settled =
+                tokio::time::timeout(wait, rx.wait_for(|s| s.ready || s.error.is_some())).await;
+            match settled {
+                Err(_) => return Err(format!("no answer within {}s", wait.as_secs())),
+                Ok(Err(_)) => return Err("the watch stopped".into()),
+                Ok(Ok(s)) => s.error.is_some(),
+            }
         };
-        match state.error {
-            Some(e) => Err(e),
-            None => Ok(self.store.state()),
+        if !failing {
+            return Ok(self.store.state());
         }
+        let listed = tokio::time::timeout(wait, self.api.list(&self.list))
+            .await
+            .map_err(|_| format!("no answer within {}s", wait.as_secs()))?
+            .map_err(|e| super::kube::describe(&watcher::Error::InitialListFailed(e)))?;
+        self.state.send_if_modified(|s| s.error.take().is_some());
+        Ok(listed.items.into_iter().map(Arc::new).collect())
     }
 }
