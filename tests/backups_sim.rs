@@ -2,6 +2,7 @@
 //! simulated Kubernetes API, both S3 destinations through the simulated store (with its
 //! signature checks), and the fleet's silent failure raised as a finding.
 
+use opsdeck::config::ClusterConfig;
 use opsdeck::model::backups::{JobState, findings, to_json};
 use opsdeck::sim::{Fleet, SimOptions};
 use opsdeck::sources::backups::s3::{S3Error, S3Lister};
@@ -117,21 +118,7 @@ async fn fleet_backups_show_cronjobs_destinations_and_the_silent_one() {
 #[tokio::test]
 async fn cronjob_source_follows_watches_without_listing_again() {
     use k8s_openapi::api::batch::v1::Job;
-    let fleet = Fleet::start(SimOptions {
-        pods: 0,
-        churn: false,
-    })
-    .await
-    .expect("fleet");
-    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
-    let prod = loaded
-        .config
-        .cluster("production")
-        .expect("production")
-        .clone();
-    let mut config =
-        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
-    config.sources.truncate(1);
+    let (fleet, prod, config) = production_cronjob_source().await;
     let mut statuses = initial_statuses(&config);
     let watches = CronJobWatches::default();
     let first = poll_all(&prod, &config, &mut statuses, &watches).await;
@@ -206,21 +193,7 @@ async fn cronjob_source_follows_watches_without_listing_again() {
 /// CronJobs; it recovers by itself when the server is back (the watches list again).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cronjob_source_goes_stale_with_the_api_and_recovers() {
-    let fleet = Fleet::start(SimOptions {
-        pods: 0,
-        churn: false,
-    })
-    .await
-    .expect("fleet");
-    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
-    let prod = loaded
-        .config
-        .cluster("production")
-        .expect("production")
-        .clone();
-    let mut config =
-        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
-    config.sources.truncate(1);
+    let (fleet, prod, config) = production_cronjob_source().await;
     let mut statuses = initial_statuses(&config);
     let watches = CronJobWatches::default();
     let first = poll_all(&prod, &config, &mut statuses, &watches).await;
@@ -261,4 +234,25 @@ async fn cronjob_source_goes_stale_with_the_api_and_recovers() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     fleet.shutdown().await;
+}
+
+/// A paused fleet, production's cluster config and its backups config with only the first
+/// source (the CronJobs).
+async fn production_cronjob_source() -> (Fleet, ClusterConfig, BackupsConfig) {
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let loaded = opsdeck::config::Config::load(fleet.config_path()).expect("fleet config");
+    let prod = loaded
+        .config
+        .cluster("production")
+        .expect("production")
+        .clone();
+    let mut config =
+        BackupsConfig::from_table(prod.backups.as_ref().expect("backups table")).expect("config");
+    config.sources.truncate(1);
+    (fleet, prod, config)
 }

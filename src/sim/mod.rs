@@ -101,6 +101,55 @@ impl Clock {
     }
 }
 
+/// A loopback TCP server (the simulated PgBouncer console and Redis): one task per
+/// connection running `session`; stops when dropped.
+pub struct LoopbackServer {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LoopbackServer {
+    /// Listens on a free loopback port; `what` names the server in debug logs.
+    pub async fn start<F, Fut>(what: &'static str, session: F) -> std::io::Result<LoopbackServer>
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let listener =
+            tokio::net::TcpListener::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let addr = listener.local_addr()?;
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let session = session(sock);
+                tokio::spawn(async move {
+                    if let Err(e) = session.await {
+                        tracing::debug!(error = %e, "sim {what} session ended");
+                    }
+                });
+            }
+        });
+        Ok(LoopbackServer { addr, task })
+    }
+
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and serving (connections are refused from now on).
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A fault a simulated API server can be switched into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fault {

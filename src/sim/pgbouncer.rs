@@ -3,12 +3,9 @@
 //! for `SHOW POOLS|STATS|DATABASES|VERSION` with PgBouncer 1.18's columns. Production shows
 //! clients queueing; staging is calm.
 
-use std::net::SocketAddr;
-
 use bytes::{BufMut, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 use super::seed::Env;
 
@@ -67,10 +64,14 @@ pub const DATABASES_COLUMNS: &[&str] = &[
     "disabled",
 ];
 
-/// A running simulated console.
-pub struct SimPgbouncer {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+/// A running simulated console (`addr`, `stop` through [`super::LoopbackServer`]).
+pub struct SimPgbouncer(super::LoopbackServer);
+
+impl std::ops::Deref for SimPgbouncer {
+    type Target = super::LoopbackServer;
+    fn deref(&self) -> &super::LoopbackServer {
+        &self.0
+    }
 }
 
 impl SimPgbouncer {
@@ -80,36 +81,11 @@ impl SimPgbouncer {
 
     /// Serves a console whose queue follows `clock`.
     pub async fn start_with_clock(env: Env, clock: super::Clock) -> std::io::Result<SimPgbouncer> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let clock = clock.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = session(sock, env, clock).await {
-                        tracing::debug!(error = %e, "sim pgbouncer session ended");
-                    }
-                });
-            }
-        });
-        Ok(SimPgbouncer { addr, task })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for SimPgbouncer {
-    fn drop(&mut self) {
-        self.task.abort();
+        let server = super::LoopbackServer::start("pgbouncer", move |sock| {
+            session(sock, env, clock.clone())
+        })
+        .await?;
+        Ok(SimPgbouncer(server))
     }
 }
 

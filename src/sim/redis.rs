@@ -2,19 +2,20 @@
 //! CONFIG GET and QUIT. Both clusters run with persistence off (`save ""`, `appendonly no`),
 //! as the real fleet does, on the emptyDir volume the seeded Deployment declares.
 
-use std::net::SocketAddr;
-
 use tokio::io::{AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 
 use super::seed::Env;
 use crate::sources::redis::{Reply, read_reply};
 
 /// A running simulated Redis.
-pub struct SimRedis {
-    addr: SocketAddr,
-    task: JoinHandle<()>,
+pub struct SimRedis(super::LoopbackServer);
+
+impl std::ops::Deref for SimRedis {
+    type Target = super::LoopbackServer;
+    fn deref(&self) -> &super::LoopbackServer {
+        &self.0
+    }
 }
 
 impl SimRedis {
@@ -24,37 +25,12 @@ impl SimRedis {
 
     /// Serves a Redis whose uptime and change counter follow `clock`.
     pub async fn start_with_clock(env: Env, clock: super::Clock) -> std::io::Result<SimRedis> {
-        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-        let addr = listener.local_addr()?;
         let started = clock.now() - env_uptime(env);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((sock, _)) = listener.accept().await else {
-                    continue;
-                };
-                let clock = clock.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = session(sock, started, clock).await {
-                        tracing::debug!(error = %e, "sim redis session ended");
-                    }
-                });
-            }
-        });
-        Ok(SimRedis { addr, task })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub fn stop(&self) {
-        self.task.abort();
-    }
-}
-
-impl Drop for SimRedis {
-    fn drop(&mut self) {
-        self.task.abort();
+        let server = super::LoopbackServer::start("redis", move |sock| {
+            session(sock, started, clock.clone())
+        })
+        .await?;
+        Ok(SimRedis(server))
     }
 }
 
