@@ -490,3 +490,37 @@ async fn paused_fleet_data_servers_answer_the_same_figures() {
     );
     fleet.shutdown().await;
 }
+
+/// A killed (or refusing) simulated API server serves nothing more, not even over a
+/// keep-alive connection a client opened before: the request fails to connect or gets 503.
+#[tokio::test]
+async fn a_killed_server_serves_nothing_over_old_connections() {
+    install_crypto();
+    for fault in [true, false] {
+        let fleet = Fleet::start(SimOptions {
+            pods: 0,
+            churn: false,
+        })
+        .await
+        .expect("fleet");
+        let cluster = fleet.cluster("production").expect("prod");
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1)
+            .build()
+            .expect("client");
+        let url = format!("{}/api/v1/namespaces/database/pods", cluster.url());
+        let ok = http.get(&url).send().await.expect("first request");
+        assert_eq!(ok.status(), 200);
+        ok.bytes().await.expect("body");
+        if fault {
+            cluster.set_fault(Fault::Refuse);
+        } else {
+            cluster.kill().await;
+        }
+        match http.get(&url).send().await {
+            Ok(r) => assert_eq!(r.status(), 503, "served after the kill (fault: {fault})"),
+            Err(e) => assert!(e.is_connect() || e.is_request(), "{e:?}"),
+        }
+        fleet.shutdown().await;
+    }
+}

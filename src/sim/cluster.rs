@@ -28,6 +28,10 @@ pub struct ClusterShared {
     /// Bumped to end every open watch, log follow and stalled request.
     pub cut: watch::Sender<u64>,
     pub churn_on: AtomicBool,
+    /// Whether the API server is serving (false once killed or refusing): a request that
+    /// still arrives on a connection opened before is answered 503 with `Connection: close`,
+    /// never served as if the server were up.
+    pub up: AtomicBool,
     /// Stopped while churn is paused; the cluster's PgBouncer and Redis read it.
     pub clock: super::Clock,
     pub churn: Mutex<ChurnState>,
@@ -97,6 +101,7 @@ impl SimCluster {
             fault: Mutex::new(Fault::None),
             cut,
             churn_on: AtomicBool::new(churn),
+            up: AtomicBool::new(false),
             clock: super::Clock::new(churn),
             portforward: Default::default(),
             requests: Mutex::new(Default::default()),
@@ -128,6 +133,7 @@ impl SimCluster {
         let mut slot = self.slot.lock().unwrap_or_else(|e| e.into_inner());
         slot.shutdown = Some(tx);
         slot.task = Some(task);
+        self.shared.up.store(true, Ordering::SeqCst);
     }
 
     /// Stops accepting (the listener closes at once) and ends open streams.
@@ -136,6 +142,8 @@ impl SimCluster {
         if let Some(tx) = slot.shutdown.take() {
             let _ = tx.send(());
         }
+        // Down before the streams are cut: a stream starting after the cut sees it is down.
+        self.shared.up.store(false, Ordering::SeqCst);
         self.shared.cut_streams();
         slot.task.take()
     }

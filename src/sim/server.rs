@@ -68,6 +68,19 @@ fn not_found(kind: &ResourceKind, name: &str) -> Response {
     json_response(StatusCode::NOT_FOUND, &body)
 }
 
+/// The answer to a request reaching a killed (or refusing) server over a connection it had
+/// open: an error, and the connection closes.
+fn server_down() -> Response {
+    let mut resp = status_error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "the simulated API server is down",
+    );
+    resp.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}
+
 fn group_suffix(kind: &ResourceKind) -> String {
     if kind.group.is_empty() {
         String::new()
@@ -77,6 +90,9 @@ fn group_suffix(kind: &ResourceKind) -> String {
 }
 
 async fn handle(State(shared): State<Arc<ClusterShared>>, req: Request) -> Response {
+    if !shared.up.load(std::sync::atomic::Ordering::SeqCst) {
+        return server_down();
+    }
     shared.record_request(format!(
         "{} {}",
         req.method(),
@@ -488,10 +504,18 @@ fn watch(
         .get("timeoutSeconds")
         .and_then(|t| t.parse::<u64>().ok())
         .map(Duration::from_secs);
+    // Subscribed now, then checked: a kill between the request's arrival and here ends
+    // this watch (the cut is seen) or refuses it (down already).
+    let mut cut = shared.cut.subscribe();
+    cut.borrow_and_update();
+    if !shared.up.load(std::sync::atomic::Ordering::SeqCst) {
+        return server_down();
+    }
     let (tx, rx) = mpsc::channel::<Bytes>(256);
     tokio::spawn(async move {
         let _ = watch_task(
             shared,
+            cut,
             kind,
             ns,
             filter,
@@ -523,6 +547,7 @@ const DROPPED_WATCH_LIFETIME: Duration = Duration::from_secs(2);
 #[allow(clippy::too_many_arguments)]
 async fn watch_task(
     shared: Arc<ClusterShared>,
+    mut cut: tokio::sync::watch::Receiver<u64>,
     kind: &'static ResourceKind,
     ns: Option<String>,
     filter: Filter,
@@ -534,8 +559,6 @@ async fn watch_task(
     tx: mpsc::Sender<Bytes>,
 ) -> Result<(), mpsc::error::SendError<Bytes>> {
     let mut changed = shared.store.subscribe();
-    let mut cut = shared.cut.subscribe();
-    cut.borrow_and_update();
     changed.borrow_and_update();
     let now = tokio::time::Instant::now();
     let far = now + Duration::from_secs(86_400 * 365);
@@ -698,12 +721,12 @@ fn pod_log(
         let (tx, rx) = mpsc::channel::<Bytes>(16);
         let shared = shared.clone();
         let (ns, name) = (ns.to_string(), name.to_string());
+        let mut cut = shared.cut.subscribe();
+        cut.borrow_and_update();
         tokio::spawn(async move {
             if tx.send(Bytes::from(text)).await.is_err() {
                 return;
             }
-            let mut cut = shared.cut.subscribe();
-            cut.borrow_and_update();
             let mut seq = 1000u64;
             loop {
                 tokio::select! {
