@@ -111,24 +111,28 @@ where
     /// than trusting old objects), or fresh objects, which also clears the failure: a watch
     /// that resumes where it stopped says nothing until something changes.
     pub async fn items(&self, wait: Duration) -> Result<Vec<Arc<K>>, String> {
-        let failing = {
+        let state = {
             let mut rx = self.state.subscribe();
             let settled =
                 tokio::time::timeout(wait, rx.wait_for(|s| s.ready || s.error.is_some())).await;
             match settled {
                 Err(_) => return Err(format!("no answer within {}s", wait.as_secs())),
                 Ok(Err(_)) => return Err("the watch stopped".into()),
-                Ok(Ok(s)) => s.error.is_some(),
+                Ok(Ok(s)) => s.clone(),
             }
         };
-        if !failing {
+        if state.error.is_none() {
             return Ok(self.store.state());
         }
         let listed = tokio::time::timeout(wait, self.api.list(&self.list))
             .await
             .map_err(|_| format!("no answer within {}s", wait.as_secs()))?
             .map_err(|e| super::kube::describe(&watcher::Error::InitialListFailed(e)))?;
-        self.state.send_if_modified(|s| s.error.take().is_some());
+        // Only a store that has had its first list is trusted again; before that, the next
+        // poll lists too rather than wait for a watcher that may be in a long backoff.
+        if state.ready {
+            self.state.send_if_modified(|s| s.error.take().is_some());
+        }
         Ok(listed.items.into_iter().map(Arc::new).collect())
     }
 }
