@@ -195,3 +195,54 @@ fn logs_open_from_the_table_and_stop_when_left() {
     );
     assert_eq!(keys(&mut s, "esc"), [Effect::StopLogs { generation }]);
 }
+
+/// The confirm box wraps a long action instead of cutting it: at 80x24 the whole target,
+/// down to the cluster's name, is on screen.
+#[test]
+fn a_long_action_wraps_in_the_confirm_box_at_80x24() {
+    let mut s = state(false);
+    let long = "iam-service-7d9f8b6c5d-x2x4q-canary-rollout-generated-name";
+    let pods = vec![pod(
+        "goapps-production",
+        long,
+        Some(PodReason::CrashLoopBackOff),
+        "iam-service",
+    )];
+    update(
+        &mut s,
+        Event::Source(SourceEvent {
+            cluster: 0,
+            update: SourceUpdate::Kube(Arc::new(KubeSnapshot::new(pods, vec![], vec![]))),
+        }),
+    );
+    keys(&mut s, "enter");
+    keys(&mut s, "D");
+    let mut term =
+        ratatui::Terminal::new(ratatui::backend::TestBackend::new(80, 24)).expect("terminal");
+    term.draw(|f| opsdeck::ui::render(f, &s, opsdeck::ui::Theme { color: false }))
+        .expect("draw");
+    let buf = term.backend().buffer();
+    let text: String = (0..24)
+        .map(|y| {
+            (0..80)
+                .map(|x| buf[(x, y)].symbol().to_string())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    // The box's inside, its rows run together and spaces dropped (wrapping may break a word).
+    let inside: String = text
+        .lines()
+        .filter(|l| l.contains('│'))
+        .map(|l| l.split('│').nth(1).unwrap_or(""))
+        .collect::<String>()
+        .replace(' ', "");
+    assert!(
+        inside.contains(long)
+            && inside.contains("onproduction")
+            && inside.contains("Typeproduction"),
+        "{text}"
+    );
+    let modal = s.drill.modal.as_ref().expect("modal");
+    assert!(modal.typed.is_some());
+}

@@ -17,7 +17,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::Paragraph;
+use ratatui::widgets::{Paragraph, Wrap};
 
 use crate::app::{Action, AppState, View};
 use crate::keymap::Mode;
@@ -243,8 +243,16 @@ pub(crate) fn confirm_box(
 ) {
     use ratatui::widgets::{Block, Borders, Clear};
     let width = area.width.saturating_sub(4).min(72);
+    // Long actions wrap inside the box (a cut line could hide the cluster's name).
+    let inner_w = usize::from(width.saturating_sub(2)).max(1);
+    let rows = |ls: &[Line<'static>]| -> u16 {
+        let n = Paragraph::new(ls.to_vec())
+            .wrap(Wrap { trim: false })
+            .line_count(u16::try_from(inner_w).unwrap_or(u16::MAX));
+        u16::try_from(n).unwrap_or(u16::MAX)
+    };
     let typed_h = if typed.is_some() { 3 } else { 1 };
-    let height = (lines.len() as u16 + typed_h + 3).min(area.height);
+    let height = (rows(&lines) + typed_h + 3).min(area.height);
     let rect = Rect {
         x: area.x + (area.width - width) / 2,
         y: area.y + area.height.saturating_sub(height) / 2,
@@ -280,20 +288,20 @@ pub(crate) fn confirm_box(
                 Span::raw(" cancel"),
             ]));
             lines.extend(error);
-            frame.render_widget(Paragraph::new(lines), inner);
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
         }
         Some(input) => {
             lines.push(Line::raw(format!(
                 "Type {cluster} and press enter (esc cancels):"
             )));
-            let text_h = lines.len() as u16;
+            let text_h = rows(&lines);
             let [top, field, err] = Layout::vertical([
                 Constraint::Length(text_h),
                 Constraint::Length(1),
                 Constraint::Min(0),
             ])
             .areas(inner);
-            frame.render_widget(Paragraph::new(lines), top);
+            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), top);
             frame.render_widget(input, field);
             if let Some(e) = error {
                 frame.render_widget(Paragraph::new(e), err);
