@@ -239,7 +239,7 @@ fn a_long_action_wraps_in_the_confirm_box_at_80x24() {
         .replace(' ', "");
     assert!(
         inside.contains(long)
-            && inside.contains("onproduction")
+            && inside.contains("cluster production[PROD]".replace(' ', "").as_str())
             && inside.contains("Typeproduction"),
         "{text}"
     );

@@ -138,9 +138,12 @@ fn loading_or_error(loading: bool, error: Option<&str>) -> Option<String> {
 pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
     let Some(m) = &state.drill.modal else { return };
     let prod = if m.protected { " [PROD]" } else { "" };
+    // The description names the cluster already; the badge below shows whether it is
+    // protected, in the header's colours.
     let mut lines = vec![
+        Line::raw(m.action.describe()),
         Line::from(vec![
-            Span::raw(format!("{} on ", m.action.describe())),
+            Span::raw("cluster "),
             Span::styled(
                 format!(" {}{prod} ", m.action.cluster),
                 theme.header(m.protected, false),
