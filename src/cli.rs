@@ -519,7 +519,7 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
     crate::sources::spawn_all(config, &tx, &cancel);
     let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
     let (ev_tx, ev_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(crate::runbook::session::executor(
+    let executor = tokio::spawn(crate::runbook::session::executor(
         config.clone(),
         cli.read_only,
         cmd_rx,
@@ -538,6 +538,7 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
             ),
             run_commands: cmd_tx,
             run_events: ev_rx,
+            executor,
         },
     )
 }

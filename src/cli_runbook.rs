@@ -8,11 +8,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::exit;
 use crate::config::Config;
-use crate::runbook::audit::{Actor, AuditLog, Record};
-use crate::runbook::lock::{self, Holder, LockError};
+use crate::runbook::audit::{AuditLog, Record};
+use crate::runbook::driver::{
+    Answer, CancelReason, Driver, Needs, Refusal, RefusalKind, target_of,
+};
 use crate::runbook::parse::{Block, Runbook};
-use crate::runbook::run::{self, Confirmation, Run, StepState};
-use crate::runbook::vars::{self, RunVars, Target};
+use crate::runbook::run::StepState;
+use crate::runbook::vars;
 use crate::runbook::{self as rb, Origin};
 
 pub const FAILED: i32 = 5;
@@ -125,18 +127,33 @@ pub fn show(config: &Config, name: &str) -> i32 {
     }
 }
 
-fn prompt_line(question: &str) -> Option<String> {
+/// A line typed at the terminal, or `Err(signal)` when a signal (Ctrl-C, SIGHUP, SIGTERM)
+/// cancelled the prompt: a prompt never swallows Ctrl-C. The read runs on a plain thread
+/// (a blocking read cannot be interrupted, and a plain thread does not hold up the exit).
+async fn prompt_line(question: &str, signals: &Signals) -> Result<Option<String>, i32> {
     eprint!("{question}");
     let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    match std::io::stdin().lock().read_line(&mut line) {
-        Ok(0) | Err(_) => None,
-        Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_string()),
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let answer = match std::io::stdin().lock().read_line(&mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(line.trim_end_matches(['\n', '\r']).to_string()),
+        };
+        let _ = tx.send(answer);
+    });
+    tokio::select! {
+        answer = rx => Ok(answer.unwrap_or(None)),
+        code = signals.cancelled() => {
+            eprintln!();
+            Err(code)
+        }
     }
 }
 
-/// Reads a line with terminal echo off (for secrets).
-fn prompt_secret(question: &str) -> Option<String> {
+/// Reads a line with terminal echo off (for secrets); echo comes back even when a signal
+/// cancels the prompt.
+async fn prompt_secret(question: &str, signals: &Signals) -> Result<Option<String>, i32> {
     use std::os::fd::AsRawFd;
     let fd = std::io::stdin().as_raw_fd();
     // SAFETY: tcgetattr/tcsetattr on stdin with a zeroed, then filled, termios struct.
@@ -148,7 +165,7 @@ fn prompt_secret(question: &str) -> Option<String> {
         // SAFETY: as above.
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &term) };
     }
-    let answer = prompt_line(question);
+    let answer = prompt_line(question, signals).await;
     if have {
         // SAFETY: restores what tcgetattr returned.
         unsafe { libc::tcsetattr(fd, libc::TCSANOW, &saved) };
@@ -157,29 +174,93 @@ fn prompt_secret(question: &str) -> Option<String> {
     answer
 }
 
+/// SIGINT, SIGHUP and SIGTERM during a run: the first one cancels the running step (its end
+/// record says which signal) or the open prompt, and decides the exit code (130, 129, 143).
+struct Signals {
+    token: CancellationToken,
+    code: Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Signals {
+    fn install(reason: CancelReason) -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let token = CancellationToken::new();
+        let code = Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let mut streams = Vec::new();
+        for (kind, name, exit_code) in [
+            (SignalKind::interrupt(), "SIGINT", CANCELLED),
+            (SignalKind::hangup(), "SIGHUP", 129),
+            (SignalKind::terminate(), "SIGTERM", 143),
+        ] {
+            streams.push((signal(kind)?, name, exit_code));
+        }
+        for (mut stream, name, exit_code) in streams {
+            let (token, code, reason) = (token.clone(), code.clone(), reason.clone());
+            tokio::spawn(async move {
+                if stream.recv().await.is_some() {
+                    reason.set(name);
+                    let _ = code.compare_exchange(
+                        0,
+                        exit_code,
+                        std::sync::atomic::Ordering::SeqCst,
+                        std::sync::atomic::Ordering::SeqCst,
+                    );
+                    token.cancel();
+                }
+            });
+        }
+        Ok(Signals { token, code })
+    }
+
+    /// Waits for a signal; returns its exit code.
+    async fn cancelled(&self) -> i32 {
+        self.token.cancelled().await;
+        self.code()
+    }
+
+    fn code(&self) -> i32 {
+        match self.code.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => CANCELLED,
+            c => c,
+        }
+    }
+}
+
 fn audit_for(config: &Config) -> AuditLog {
     AuditLog::new(config.audit_log.clone())
 }
 
+fn refusal_code(r: &Refusal) -> i32 {
+    match r.kind {
+        RefusalKind::Usage => exit::USAGE,
+        RefusalKind::Refused => REFUSED,
+        RefusalKind::Internal => exit::INTERNAL,
+    }
+}
+
+/// Prints a refusal the way the command line words it and returns its exit code.
+fn refuse(r: &Refusal) -> i32 {
+    match r.kind {
+        RefusalKind::Refused => eprintln!("opsdeck: refused: {}", r.message),
+        _ => eprintln!("opsdeck: {}", r.message),
+    }
+    refusal_code(r)
+}
+
+/// `opsdeck runbook run`: the driver decides, this only renders its prompts on a terminal.
 pub async fn run(config: &Config, args: &RunArgs) -> i32 {
-    let Some(cluster) = config.cluster(&args.cluster) else {
-        let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-        eprintln!(
-            "opsdeck: no cluster named {:?}; configured: {}",
-            args.cluster,
-            names.join(", ")
-        );
-        return exit::USAGE;
+    let target = match target_of(config, &args.cluster) {
+        Ok(t) => t,
+        Err(r) => return refuse(&r),
     };
-    let target = Target::from_config(cluster);
     let runbook = match find(config, &args.name) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if let Err(e) = run::allowed_target(&runbook, &target) {
-        eprintln!("opsdeck: refused: {e}");
-        return REFUSED;
-    }
+    let mut driver = match Driver::new(runbook.clone(), target, args.read_only, audit_for(config)) {
+        Ok(d) => d,
+        Err(r) => return refuse(&r),
+    };
     let start = match &args.from {
         None => 0,
         Some(which) => match runbook.find_step(which) {
@@ -203,28 +284,25 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         .filter(|&i| !runbook.steps[i].attrs.exclude_from_run_all)
         .collect();
 
-    // Variables: --var first (never secrets), then the environment for secrets, then prompts.
-    let mut vars = RunVars::for_target(&target);
+    // Variables: --var first (never secrets), then the environment for declared secrets,
+    // then prompts. The driver refuses what may not be set.
     for a in &args.vars {
-        match vars::parse_assignment(a) {
-            Ok((k, v)) => {
-                if runbook.vars.iter().any(|d| d.name == k && d.secret) {
-                    eprintln!(
-                        "opsdeck: {k} is secret: it never comes from --var (it would show in ps); set the environment variable {k} or answer the prompt"
-                    );
-                    return exit::USAGE;
-                }
-                vars.set(&k, v, false);
-            }
+        let (k, v) = match vars::parse_assignment(a) {
+            Ok(kv) => kv,
             Err(e) => {
                 eprintln!("opsdeck: {e}");
                 return exit::USAGE;
             }
+        };
+        if let Err(r) = driver.set_var(&k, v, false, true) {
+            return refuse(&r);
         }
     }
     for d in runbook.vars.iter().filter(|d| d.secret) {
-        if let Ok(v) = std::env::var(&d.name) {
-            vars.set(&d.name, v, true);
+        if let Ok(v) = std::env::var(&d.name)
+            && let Err(r) = driver.set_var(&d.name, v, true, false)
+        {
+            return refuse(&r);
         }
     }
 
@@ -253,66 +331,53 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         }
     }
 
-    let actor = Actor::current();
-    let _lock = if args.dry_run {
-        None
-    } else {
-        let (dir, warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
-        if let Some(w) = warning {
-            eprintln!("warning: {w}");
-        }
-        let holder = Holder {
-            user: actor.user.clone(),
-            host: actor.host.clone(),
-            pid: std::process::id(),
-            since: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-            runbook: runbook.name.clone(),
-        };
-        match lock::acquire(&dir, &target.name, &holder) {
-            Ok(l) => Some(l),
-            Err(LockError::Held { holder, .. }) => {
-                eprintln!(
-                    "opsdeck: refused: {} is locked by {holder}; you may watch, not run",
-                    target.name
-                );
-                return REFUSED;
-            }
-            Err(e) => {
-                eprintln!("opsdeck: {e}");
-                return exit::INTERNAL;
-            }
-        }
-    };
-
-    let mut run = match Run::new(runbook.clone(), target.clone(), vars, audit_for(config)) {
-        Ok(r) => r,
+    let signals = match Signals::install(driver.cancel_reason.clone()) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("opsdeck: cannot prepare the run: {e}");
+            eprintln!("opsdeck: cannot watch for signals: {e}");
             return exit::INTERNAL;
         }
     };
-    let prod = if target.protected { " [PROD]" } else { "" };
+    if !args.dry_run {
+        match driver.lock(config) {
+            Ok(warnings) => {
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+            Err(r) => return refuse(&r),
+        }
+    }
+    let code = drive(&mut driver, args, &selected, tty, &signals).await;
+    driver.close();
+    code
+}
+
+/// The steps of a command-line run, each asked for and confirmed through the driver.
+async fn drive(
+    driver: &mut Driver,
+    args: &RunArgs,
+    selected: &[usize],
+    tty: bool,
+    signals: &Signals,
+) -> i32 {
+    let runbook = driver.runbook().clone();
+    let prod = if driver.target().protected {
+        " [PROD]"
+    } else {
+        ""
+    };
     eprintln!(
         "runbook {} on {}{prod} (context {}), run {}",
-        runbook.name, target.name, target.context, run.id
+        runbook.name,
+        driver.vars().get("CLUSTER").unwrap_or_default(),
+        driver.vars().get("CONTEXT").unwrap_or_default(),
+        driver.id()
     );
-    let cancel = CancellationToken::new();
-    let sig = cancel.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            sig.cancel();
-        }
-    });
-
-    for &i in &selected {
+    for &i in selected {
         let step = runbook.steps[i].clone();
         // Ask for the declared variables this step uses, once, before it.
-        for d in runbook.vars_used_by(&step) {
-            if run.vars.get(&d.name).is_some() {
-                continue;
-            }
+        for d in driver.missing_vars(i) {
             let value = if d.secret {
                 if !tty {
                     eprintln!(
@@ -321,25 +386,35 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
                     );
                     return REFUSED;
                 }
-                prompt_secret(&format!("{} (secret): ", d.prompt))
+                match prompt_secret(&format!("{} (secret): ", d.prompt), signals).await {
+                    Ok(v) => v,
+                    Err(code) => return code,
+                }
             } else if tty && !args.yes && !args.dry_run {
                 let def = d
                     .default
                     .as_deref()
                     .map(|v| format!(" [{v}]"))
                     .unwrap_or_default();
-                prompt_line(&format!("{}{def}: ", d.prompt)).map(|a| {
-                    if a.is_empty() {
-                        d.default.clone().unwrap_or_default()
-                    } else {
-                        a
-                    }
-                })
+                match prompt_line(&format!("{}{def}: ", d.prompt), signals).await {
+                    Ok(v) => v.map(|a| {
+                        if a.is_empty() {
+                            d.default.clone().unwrap_or_default()
+                        } else {
+                            a
+                        }
+                    }),
+                    Err(code) => return code,
+                }
             } else {
                 d.default.clone()
             };
             match value {
-                Some(v) => run.vars.set(&d.name, v, d.secret),
+                Some(v) => {
+                    if let Err(r) = driver.set_var(&d.name, v, d.secret, false) {
+                        return refuse(&r);
+                    }
+                }
                 None => {
                     eprintln!(
                         "opsdeck: refused: {} has no value and no default; pass --var {}=VALUE",
@@ -349,127 +424,123 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
                 }
             }
         }
-        let kind = if step.attrs.destructive {
+        let request = match driver.request(i, &step.command) {
+            Ok(r) => r,
+            Err(r) => return refuse(&r),
+        };
+        let kind = if request.destructive {
             "DESTRUCTIVE step"
         } else {
             "step"
         };
         eprintln!(
-            "\n[{}/{}] {kind} {} · {}  →  {}{prod}",
-            step.number,
+            "\n[{}/{}] {kind} {} · {}  →  {}{prod} (context {})",
+            request.number,
             runbook.steps.len(),
-            step.name,
-            step.title,
-            target.name
+            request.name,
+            request.title,
+            request.cluster,
+            request.context
         );
-        for l in step.command.lines() {
+        for l in request.command.lines() {
             eprintln!("  │ {l}");
         }
-        if args.dry_run {
-            let used: Vec<String> = run
+        if !request.vars.is_empty() {
+            let block: Vec<String> = request
                 .vars
-                .shown()
-                .into_iter()
-                .filter(|(k, _)| crate::runbook::parse::refers_to(&step.command, k))
+                .iter()
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
-            eprintln!(
-                "  (dry run: not run{}{})",
-                if used.is_empty() { "" } else { "; with " },
-                used.join(" ")
-            );
+            eprintln!("  with {}", block.join(" "));
+        }
+        if args.dry_run {
+            eprintln!("  (dry run: not run)");
             continue;
         }
-        let confirmation = if step.attrs.destructive {
-            if let Err(e) = run::check(&step, &target, args.read_only, Confirmation::Typed) {
-                eprintln!("opsdeck: refused: {e}");
-                return REFUSED;
-            }
-            let typed = prompt_line(&format!(
-                "This step changes {}{prod}. Type the cluster name to run it: ",
-                target.name
-            ))
-            .unwrap_or_default();
-            if !run::typed_matches(&typed, &target) {
-                eprintln!(
-                    "opsdeck: declined: {typed:?} is not {:?}; nothing was run",
-                    target.name
-                );
-                return REFUSED;
-            }
-            Confirmation::Typed
-        } else if args.yes {
-            Confirmation::YesFlag
-        } else {
-            match prompt_line("Run it? [y/N/s=skip] ")
-                .unwrap_or_default()
-                .trim()
-            {
-                "y" | "Y" | "yes" => Confirmation::Key,
-                "s" | "S" | "skip" => {
-                    let reason = prompt_line("Reason for skipping: ").unwrap_or_default();
-                    if let Err(e) = run.skip(i, &reason) {
-                        eprintln!("opsdeck: cannot write the audit record: {e}");
-                        return exit::INTERNAL;
-                    }
-                    continue;
+        let answer = match &request.needs {
+            Needs::Typed(name) => {
+                match prompt_line(
+                    &format!("This step changes {name}{prod}. Type the cluster name to run it: "),
+                    signals,
+                )
+                .await
+                {
+                    Ok(t) => Answer::Typed(t.unwrap_or_default()),
+                    Err(code) => return code,
                 }
-                _ => {
-                    eprintln!(
-                        "declined; nothing was run. Resume with --from {}",
-                        step.name
-                    );
-                    return REFUSED;
+            }
+            Needs::Key if args.yes => Answer::YesFlag,
+            Needs::Key => {
+                let reply = match prompt_line("Run it? [y/N/s=skip] ", signals).await {
+                    Ok(r) => r.unwrap_or_default(),
+                    Err(code) => return code,
+                };
+                match reply.trim() {
+                    "y" | "Y" | "yes" => Answer::Key,
+                    "s" | "S" | "skip" => {
+                        let reason = match prompt_line("Reason for skipping: ", signals).await {
+                            Ok(r) => r.unwrap_or_default(),
+                            Err(code) => return code,
+                        };
+                        if let Err(r) = driver.skip(i, &reason) {
+                            return refuse(&r);
+                        }
+                        continue;
+                    }
+                    _ => {
+                        eprintln!(
+                            "declined; nothing was run. Resume with --from {}",
+                            step.name
+                        );
+                        return REFUSED;
+                    }
                 }
             }
         };
-        if let Err(e) = run::check(&step, &target, args.read_only, confirmation) {
-            eprintln!("opsdeck: refused: {e}");
-            return REFUSED;
-        }
-        let secrets = run.vars.secret_values();
+        let confirmation = match driver.confirm(&request, &answer) {
+            Ok(c) => c,
+            Err(r) => return refuse(&r),
+        };
+        let secrets = driver.vars().secret_values();
         let mut stdout = std::io::stdout();
-        let outcome = run
+        let outcome = driver
             .run_step(
-                i,
-                &step.command,
+                &request,
                 confirmation,
                 |line| {
                     let _ = writeln!(stdout, "{}", crate::runbook::audit::mask(line, &secrets));
                 },
-                &cancel,
+                &signals.token,
             )
             .await;
-        match outcome {
-            Err(e) => {
-                eprintln!("opsdeck: step {} could not run: {e}", step.name);
+        let o = match outcome {
+            Err(r) => return refuse(&r),
+            Ok(o) => o,
+        };
+        let secs = o.duration.as_secs_f64();
+        match &driver.states()[i] {
+            StepState::Ok => eprintln!("  ✓ ok in {secs:.1}s"),
+            StepState::Failed(why) => {
+                if signals.token.is_cancelled() {
+                    eprintln!(
+                        "  ✗ cancelled after {secs:.1}s; its process group was stopped. Resume with --from {}",
+                        step.name
+                    );
+                    return signals.code();
+                }
+                eprintln!(
+                    "  ✗ failed ({why}) after {secs:.1}s. Fix it, then resume with --from {}",
+                    step.name
+                );
                 return FAILED;
             }
-            Ok(o) => {
-                let secs = o.duration.as_secs_f64();
-                match &run.states[i] {
-                    StepState::Ok => eprintln!("  ✓ ok in {secs:.1}s"),
-                    StepState::Failed(why) => {
-                        eprintln!(
-                            "  ✗ failed ({why}) after {secs:.1}s. Fix it, then resume with --from {}",
-                            step.name
-                        );
-                        return if cancel.is_cancelled() {
-                            CANCELLED
-                        } else {
-                            FAILED
-                        };
-                    }
-                    _ => {}
-                }
-                for k in &run.vars.handed_on {
-                    eprintln!(
-                        "  → {k}={}",
-                        run.vars.shown().get(k).cloned().unwrap_or_default()
-                    );
-                }
-                run.vars.handed_on.clear();
-            }
+            _ => {}
+        }
+        for (k, v) in driver.take_handed_on() {
+            eprintln!("  → {k}={v}");
+        }
+        if signals.token.is_cancelled() {
+            return signals.code();
         }
     }
     exit::OK

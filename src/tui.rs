@@ -245,6 +245,8 @@ pub struct Workers {
     pub forwards: crate::forward::Forwards,
     pub run_commands: tokio::sync::mpsc::UnboundedSender<crate::runbook::session::RunCommand>,
     pub run_events: UnboundedReceiver<crate::runbook::session::RunEvent>,
+    /// The runbook executor: awaited at exit so a running step is cancelled and recorded.
+    pub executor: tokio::task::JoinHandle<()>,
 }
 
 /// Runs the console until the engineer quits or a signal arrives. Sources keep sending
@@ -256,7 +258,10 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
         forwards,
         run_commands,
         mut run_events,
+        executor,
     } = workers;
+    // Why the console is closing, for the end record of a step it cancels.
+    let mut quit_reason = "the console quit";
     // Running log streams, by generation, so leaving a log view stops its stream.
     let mut log_streams: std::collections::HashMap<u64, tokio_util::sync::CancellationToken> =
         Default::default();
@@ -333,8 +338,8 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             Some(ev) = run_events.recv() => Event::Run(ev),
             Some(ev) = bg_rx.recv() => ev,
             _ = tick.tick() => Event::Tick(Timestamp::now()),
-            _ = sigterm.recv() => Event::Terminate,
-            _ = sighup.recv() => Event::Terminate,
+            _ = sigterm.recv() => { quit_reason = "SIGTERM"; Event::Terminate }
+            _ = sighup.recv() => { quit_reason = "SIGHUP"; Event::Terminate }
             _ = sigint.recv() => continue,
             _ = tokio::time::sleep_until(redraw_at), if dirty => continue,
         };
@@ -461,6 +466,15 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             input = EventStream::new();
         }
         dirty = true;
+    }
+    // A running step is cancelled (its whole process group) and its end record written before
+    // the console goes; the executor returns once that is done and the lock is released.
+    let _ = run_commands.send(RunCommand::Shutdown(quit_reason.to_string()));
+    if tokio::time::timeout(Duration::from_secs(15), executor)
+        .await
+        .is_err()
+    {
+        tracing::error!("the runbook executor did not stop within 15s");
     }
     // Forwards stop cleanly (and are recorded); a stalled cluster must not hold the exit.
     let _ = tokio::time::timeout(Duration::from_secs(3), forwards.shutdown()).await;

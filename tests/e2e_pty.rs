@@ -332,3 +332,110 @@ fn demo_three_keys_from_overview_to_a_failing_pods_log() {
     send(&mut s, b"q");
     assert!(s.wait_exit().success());
 }
+
+/// A console on a config of its own: one cluster (its API unreachable), the orphan runbook
+/// first in the list.
+fn console_with_orphan_runbook() -> (Session, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap().keep();
+    let runbooks = dir.join("runbooks");
+    let out = dir.join("out");
+    std::fs::create_dir_all(&runbooks).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::copy(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runbooks/orphan.md"),
+        runbooks.join("a-orphan.md"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("kubeconfig"),
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\ncontexts:\n- name: staging\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\ncurrent-context: staging\n",
+    )
+    .unwrap();
+    let audit = dir.join("audit.jsonl");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "runbooks_dir = {:?}\naudit_log = {:?}\nlock_dir = {:?}\n\n[[cluster]]\nname = \"staging\"\nkubeconfig = {:?}\n[cluster.env]\nOUT_DIR = {:?}\n",
+            runbooks.display().to_string(),
+            audit.display().to_string(),
+            dir.join("locks").display().to_string(),
+            dir.join("kubeconfig").display().to_string(),
+            out.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let s = start(&["--config", config.to_str().unwrap()]);
+    (s, audit, out)
+}
+
+fn pid_in(path: &std::path::Path) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && let Ok(pid) = t.trim().parse()
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn gone(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn closing_the_console_with_a_step_running_kills_its_group_and_records_the_end() {
+    let (mut s, audit, out) = console_with_orphan_runbook();
+    s.wait_for("the overview", |c| c.contains("staging"));
+    let send = |s: &mut Session, bytes: &[u8]| {
+        s.writer.write_all(bytes).unwrap();
+        s.writer.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    send(&mut s, b"r");
+    s.wait_for("the runbook list", |c| c.contains("a-orphan"));
+    send(&mut s, b"\r");
+    s.wait_for("the runbook open", |c| c.contains("Spawn and wait"));
+    send(&mut s, b"\r");
+    s.wait_for("the confirm modal", |c| c.contains("Run this step?"));
+    send(&mut s, b"y");
+    let shell = pid_in(&out.join("shell.pid"));
+    let background = pid_in(&out.join("child.pid"));
+    // The SSH session drops: the pane gets SIGHUP.
+    let pid = s.child.process_id().expect("a pid") as i32;
+    // SAFETY: kill(2) with a valid signal on our own child.
+    unsafe { libc::kill(pid, libc::SIGHUP) };
+    s.wait_exit();
+    s.assert_restored();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(gone(shell) && gone(background)) {
+        assert!(
+            Instant::now() < deadline,
+            "the step's processes outlived the console"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let end = records
+        .iter()
+        .find(|r| r["event"] == "step_finished")
+        .unwrap_or_else(|| panic!("no end record: {records:?}"));
+    assert_eq!(end["result"], "cancelled");
+    assert_eq!(end["signal"], "SIGHUP");
+}

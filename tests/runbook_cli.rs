@@ -379,3 +379,152 @@ fn every_embedded_step_passes_the_runbook_lint() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Whether `pid` is still a live process (a zombie counts as gone: it runs nothing).
+fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+fn read_pid(path: &Path) -> i32 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(path)
+            && let Ok(pid) = t.trim().parse()
+        {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_gone(pid: i32, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "{what} (pid {pid}) outlived the run"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_signal_cancels_the_step_group_records_it_and_exits_with_its_code() {
+    for (signal, name, code) in [
+        (libc::SIGHUP, "SIGHUP", 129),
+        (libc::SIGTERM, "SIGTERM", 143),
+        (libc::SIGINT, "SIGINT", 130),
+    ] {
+        let env = Env::new();
+        let mut child = env
+            .cmd(&["runbook", "run", "orphan", "--cluster", "staging", "--yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let shell = read_pid(&env.out("shell.pid"));
+        let background = read_pid(&env.out("child.pid"));
+        // SAFETY: a signal to the child we spawned.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "{name}: opsdeck did not exit");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut err = String::new();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+        assert_eq!(status.code(), Some(code), "{name}: {err}");
+        wait_gone(shell, "the step's shell");
+        wait_gone(background, "the step's background child");
+        let audit = env.audit();
+        let end = audit
+            .iter()
+            .find(|r| r["event"] == "step_finished")
+            .unwrap_or_else(|| panic!("{name}: no end record in {audit:?}"));
+        assert_eq!(end["result"], "cancelled", "{name}: {end}");
+        assert_eq!(end["signal"], name, "{name}: {end}");
+        // The lock went with the run.
+        let next = env
+            .cmd(&["runbook", "run", "plain", "--cluster", "staging", "--yes"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            next.status.code(),
+            Some(0),
+            "{name}: {}",
+            String::from_utf8_lossy(&next.stderr)
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_at_a_prompt_cancels_the_run() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    let env = Env::new();
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .unwrap();
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_opsdeck"));
+    cmd.arg("--config");
+    cmd.arg(&env.config);
+    cmd.args(["runbook", "run", "plain", "--cluster", "staging"]);
+    cmd.env("XDG_STATE_HOME", env.dir.path().join("state"));
+    let mut child = pair.slave.spawn_command(cmd).unwrap();
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut reader, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    // The first prompt is WHO's value.
+    while !seen.lock().unwrap().contains("Who?") {
+        assert!(
+            Instant::now() < deadline,
+            "no prompt: {}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::io::Write::write_all(&mut writer, b"\x03").unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Ctrl-C at the prompt was swallowed: {}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.exit_code(), 130, "{}", seen.lock().unwrap());
+    assert!(env.audit().is_empty(), "nothing ran, nothing recorded");
+}

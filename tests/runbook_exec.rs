@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsdeck::runbook::audit::AuditLog;
+use opsdeck::runbook::driver::{Answer, Driver, Needs};
 use opsdeck::runbook::exec::{self, Ending, StepSpec, TAIL_LINES};
 use opsdeck::runbook::parse;
-use opsdeck::runbook::run::{Confirmation, Run, StepState, check};
+use opsdeck::runbook::run::{Confirmation, Run, StepState};
 use opsdeck::runbook::vars::{RunVars, Target};
 use tokio_util::sync::CancellationToken;
 
@@ -188,6 +189,7 @@ async fn steps_hand_values_on_and_leave_audit_records_with_secrets_masked() {
             Confirmation::Key,
             |l| seen.push(l.to_string()),
             &cancel,
+            || None,
         )
         .await
         .unwrap();
@@ -199,6 +201,7 @@ async fn steps_hand_values_on_and_leave_audit_records_with_secrets_masked() {
             Confirmation::Key,
             |l| seen.push(l.to_string()),
             &cancel,
+            || None,
         )
         .await
         .unwrap();
@@ -210,7 +213,7 @@ async fn steps_hand_values_on_and_leave_audit_records_with_secrets_masked() {
         "{seen:?}"
     );
     let o = run
-        .run_step(2, "exit 7", Confirmation::Typed, |_| {}, &cancel)
+        .run_step(2, "exit 7", Confirmation::Typed, |_| {}, &cancel, || None)
         .await
         .unwrap();
     assert_eq!(o.exit_code(), Some(7));
@@ -276,6 +279,7 @@ async fn an_edited_command_is_what_runs_and_is_marked() {
         Confirmation::Key,
         |l| seen.push(l.to_string()),
         &CancellationToken::new(),
+        || None,
     )
     .await
     .unwrap();
@@ -287,29 +291,64 @@ async fn an_edited_command_is_what_runs_and_is_marked() {
 
 #[test]
 fn destructive_steps_need_typing_and_are_refused_read_only() {
-    let rb = parse::parse("test", RB).unwrap();
-    let (plain, destructive) = (&rb.steps[0], &rb.steps[2]);
-    assert!(check(plain, &target(false), false, Confirmation::YesFlag).is_ok());
+    let rb = Arc::new(parse::parse("test", RB).unwrap());
+    let (plain, destructive) = (0, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let driver = |t: Target, read_only: bool| {
+        Driver::new(
+            rb.clone(),
+            t,
+            read_only,
+            AuditLog::new(dir.path().join("audit.jsonl")),
+        )
+        .unwrap()
+    };
+    let d = driver(target(false), false);
+    let cmd = |i: usize| rb.steps[i].command.clone();
+    let req = d.request(plain, &cmd(plain)).unwrap();
+    assert_eq!(d.confirm(&req, &Answer::YesFlag), Ok(Confirmation::YesFlag));
+    let req = d.request(destructive, &cmd(destructive)).unwrap();
+    assert_eq!(req.needs, Needs::Typed("staging".into()));
     assert!(
-        check(destructive, &target(false), false, Confirmation::YesFlag)
+        d.confirm(&req, &Answer::YesFlag)
             .unwrap_err()
+            .message
             .contains("--yes never covers")
     );
-    assert!(check(destructive, &target(false), false, Confirmation::Key).is_err());
-    assert!(check(destructive, &target(false), false, Confirmation::Typed).is_ok());
+    assert!(d.confirm(&req, &Answer::Key).is_err());
     assert!(
-        check(destructive, &target(true), false, Confirmation::Typed)
+        d.confirm(&req, &Answer::Typed("production".into()))
+            .is_err()
+    );
+    assert_eq!(
+        d.confirm(&req, &Answer::Typed("staging".into())),
+        Ok(Confirmation::Typed)
+    );
+    assert!(
+        driver(target(true), false)
+            .request(destructive, &cmd(destructive))
             .unwrap_err()
+            .message
             .contains("read-only")
     );
     assert!(
-        check(destructive, &target(false), true, Confirmation::Typed)
+        driver(target(false), true)
+            .request(destructive, &cmd(destructive))
             .unwrap_err()
+            .message
             .contains("--read-only")
     );
+    let ro = driver(target(true), true);
     assert!(
-        check(plain, &target(true), true, Confirmation::Key).is_ok(),
+        ro.request(plain, &cmd(plain)).is_ok(),
         "read-only still runs plain steps"
+    );
+    assert!(
+        ro.request(plain, "rm -rf /var/lib/postgresql")
+            .unwrap_err()
+            .message
+            .contains("edited"),
+        "an edit can turn a plain step into a destructive one: refused read-only"
     );
 }
 
@@ -332,7 +371,14 @@ async fn a_cancelled_step_is_recorded_with_its_signal() {
         c2.cancel();
     });
     let o = run
-        .run_step(0, &rb.steps[0].command, Confirmation::Key, |_| {}, &cancel)
+        .run_step(
+            0,
+            &rb.steps[0].command,
+            Confirmation::Key,
+            |_| {},
+            &cancel,
+            || None,
+        )
         .await
         .unwrap();
     assert_eq!(o.ending, Ending::Cancelled);

@@ -2,6 +2,7 @@
 //! cluster with a confirmation each, a per-cluster lock and an audit record (runbooks.md).
 
 pub mod audit;
+pub mod driver;
 pub mod exec;
 pub mod lock;
 pub mod parse;

@@ -54,46 +54,6 @@ impl StepState {
     }
 }
 
-/// Whether `step` may run on `target` with `confirmation`. The reason is for the engineer.
-pub fn check(
-    step: &Step,
-    target: &Target,
-    read_only: bool,
-    confirmation: Confirmation,
-) -> Result<(), String> {
-    if step.attrs.destructive && (read_only || target.read_only) {
-        return Err(format!(
-            "step {} ({}) is destructive and {} is read-only{}; nothing was run",
-            step.number,
-            step.name,
-            target.name,
-            if read_only {
-                " (--read-only)"
-            } else {
-                " (read_only = true in the config)"
-            }
-        ));
-    }
-    if step.attrs.destructive && confirmation != Confirmation::Typed {
-        return Err(format!(
-            "step {} ({}) is destructive: it needs the cluster name typed at a terminal; --yes never covers it",
-            step.number, step.name
-        ));
-    }
-    if step.attrs.background {
-        return Err(format!(
-            "step {} ({}) asks to run in the background, which opsdeck does not do",
-            step.number, step.name
-        ));
-    }
-    Ok(())
-}
-
-/// Whether `typed` confirms a destructive step on `target`.
-pub fn typed_matches(typed: &str, target: &Target) -> bool {
-    typed.trim() == target.name
-}
-
 /// Whether a runbook may target this cluster at all (front matter `targets`).
 pub fn allowed_target(runbook: &Runbook, target: &Target) -> Result<(), String> {
     if runbook.targets.is_empty() || runbook.targets.iter().any(|t| t == &target.name) {
@@ -188,6 +148,7 @@ impl Run {
         confirmation: Confirmation,
         on_line: impl FnMut(&str),
         cancel: &CancellationToken,
+        cancel_reason: impl Fn() -> Option<String>,
     ) -> std::io::Result<StepOutcome> {
         let step = self.runbook.steps[index].clone();
         let edited = command != step.command;
@@ -216,6 +177,12 @@ impl Run {
             Ok(o) => {
                 fin.exit_code = o.exit_code();
                 fin.signal = o.signal_name();
+                if o.ending == exec::Ending::Cancelled {
+                    fin.result = Some("cancelled".into());
+                    if let Some(why) = cancel_reason() {
+                        fin.signal = Some(why);
+                    }
+                }
                 fin.duration_ms = Some(o.duration.as_millis() as u64);
                 let tail: Vec<&str> = o
                     .tail

@@ -9,10 +9,9 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::AuditLog;
-use super::lock::{self, Holder, LockError, RunLock};
+use super::driver::{Driver, target_of};
 use super::parse::Runbook;
-use super::run::{Confirmation, Run, StepState};
-use super::vars::{RunVars, Target};
+use super::run::{Confirmation, StepState};
 use crate::config::Config;
 
 /// What the console asks the executor to do (always after the engineer confirmed it).
@@ -42,6 +41,9 @@ pub enum RunCommand {
     Cancel,
     /// The engineer closed the runbook: release the cluster's lock.
     Close,
+    /// The console is going away (quit, a signal, the pane closed): cancel a running step with
+    /// this reason, wait for its end record, release the lock, and stop.
+    Shutdown(String),
 }
 
 /// What the executor reports.
@@ -74,12 +76,11 @@ pub enum RunEvent {
 }
 
 struct Active {
-    run: Run,
+    driver: Driver,
     cluster: usize,
-    _lock: RunLock,
 }
 
-/// Runs until `commands` closes. `read_only` is the global `--read-only`.
+/// Runs until `commands` closes or says Shutdown. `read_only` is the global `--read-only`.
 pub async fn executor(
     config: Config,
     read_only: bool,
@@ -93,6 +94,8 @@ pub async fn executor(
     };
     // A step runs in its own task so Cancel can reach it; the run comes back when it ends.
     let mut running: Option<tokio::task::JoinHandle<Active>> = None;
+    // The running run's cancel reason: its driver is inside the step's task meanwhile.
+    let mut reason = super::driver::CancelReason::default();
     loop {
         let cmd = tokio::select! {
             c = commands.recv() => c,
@@ -100,7 +103,7 @@ pub async fn executor(
                 running = None;
                 match done {
                     Ok(a) => {
-                        send(RunEvent::Vars { shown: a.run.vars.shown() });
+                        send(RunEvent::Vars { shown: a.driver.vars().shown() });
                         active = Some(a);
                     }
                     Err(e) => send(RunEvent::Refused { reason: format!("the step task failed: {e}") }),
@@ -110,10 +113,25 @@ pub async fn executor(
         };
         let Some(cmd) = cmd else { break };
         match cmd {
-            RunCommand::Cancel => cancel.cancel(),
+            RunCommand::Cancel => {
+                reason.set("cancelled by the engineer");
+                cancel.cancel();
+            }
+            RunCommand::Shutdown(why) => {
+                reason.set(&why);
+                cancel.cancel();
+                if let Some(handle) = running.take()
+                    && let Ok(mut a) = handle.await
+                {
+                    a.driver.close();
+                }
+                return;
+            }
             RunCommand::Close => {
-                if running.is_none() {
-                    active = None;
+                if running.is_none()
+                    && let Some(mut a) = active.take()
+                {
+                    a.driver.close();
                 }
             }
             RunCommand::SetVars {
@@ -127,17 +145,18 @@ pub async fn executor(
                     });
                     continue;
                 }
-                match ensure(&config, &mut active, &runbook, cluster, &send) {
-                    Some(a) => {
-                        for (k, v, secret) in values {
-                            a.run.vars.set(&k, v, secret);
-                        }
-                        send(RunEvent::Vars {
-                            shown: a.run.vars.shown(),
-                        });
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                else {
+                    continue;
+                };
+                for (k, v, secret) in values {
+                    if let Err(r) = a.driver.set_var(&k, v, secret, false) {
+                        send(RunEvent::Refused { reason: r.message });
                     }
-                    None => continue,
                 }
+                send(RunEvent::Vars {
+                    shown: a.driver.vars().shown(),
+                });
             }
             RunCommand::Skip {
                 runbook,
@@ -151,18 +170,17 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send) else {
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                else {
                     continue;
                 };
-                match a.run.skip(index, &reason) {
+                match a.driver.skip(index, &reason) {
                     Ok(()) => send(RunEvent::StepFinished {
                         index,
                         state: StepState::Skipped(reason),
                         duration_ms: 0,
                     }),
-                    Err(e) => send(RunEvent::Refused {
-                        reason: format!("cannot write the audit record: {e}"),
-                    }),
+                    Err(r) => send(RunEvent::Refused { reason: r.message }),
                 }
             }
             RunCommand::Step {
@@ -178,28 +196,31 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send) else {
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                else {
                     continue;
                 };
-                let step = &runbook.steps[index];
-                if let Err(reason) = super::run::check(step, &a.run.target, read_only, confirmation)
-                {
-                    send(RunEvent::Refused { reason });
-                    continue;
-                }
+                let request = match a.driver.request(index, &command) {
+                    Ok(r) => r,
+                    Err(r) => {
+                        send(RunEvent::Refused { reason: r.message });
+                        continue;
+                    }
+                };
                 let Some(mut a) = active.take() else { continue };
                 cancel = CancellationToken::new();
+                a.driver.cancel_reason = super::driver::CancelReason::default();
+                reason = a.driver.cancel_reason.clone();
                 let token = cancel.clone();
                 let events = events.clone();
                 running = Some(tokio::spawn(async move {
                     let _ = events.send(RunEvent::StepStarted { index });
-                    let secrets = a.run.vars.secret_values();
+                    let secrets = a.driver.vars().secret_values();
                     let out = events.clone();
                     let outcome = a
-                        .run
+                        .driver
                         .run_step(
-                            index,
-                            &command,
+                            &request,
                             confirmation,
                             |line| {
                                 let _ = out.send(RunEvent::Output {
@@ -210,19 +231,18 @@ pub async fn executor(
                             &token,
                         )
                         .await;
-                    let duration_ms = outcome
-                        .as_ref()
-                        .map(|o| o.duration.as_millis() as u64)
-                        .unwrap_or(0);
-                    if let Err(e) = &outcome {
-                        let _ = events.send(RunEvent::Output {
-                            index,
-                            lines: vec![format!("opsdeck: could not run the step: {e}")],
-                        });
-                    }
+                    let duration_ms = match &outcome {
+                        Ok(o) => o.duration.as_millis() as u64,
+                        Err(r) => {
+                            let _ = events.send(RunEvent::Refused {
+                                reason: r.message.clone(),
+                            });
+                            0
+                        }
+                    };
                     let _ = events.send(RunEvent::StepFinished {
                         index,
-                        state: a.run.states[index].clone(),
+                        state: a.driver.states()[index].clone(),
                         duration_ms,
                     });
                     a
@@ -230,12 +250,17 @@ pub async fn executor(
             }
         }
     }
+    reason.set("the console closed");
     cancel.cancel();
+    if let Some(handle) = running.take() {
+        let _ = handle.await;
+    }
 }
 
 /// The active run for (runbook, cluster), starting one (lock + audit) when needed.
 fn ensure<'a>(
     config: &Config,
+    read_only: bool,
     active: &'a mut Option<Active>,
     runbook: &Arc<Runbook>,
     cluster: usize,
@@ -243,77 +268,54 @@ fn ensure<'a>(
 ) -> Option<&'a mut Active> {
     let same = active
         .as_ref()
-        .is_some_and(|a| a.cluster == cluster && Arc::ptr_eq(&a.run.runbook, runbook));
+        .is_some_and(|a| a.cluster == cluster && Arc::ptr_eq(a.driver.runbook(), runbook));
     if !same {
-        *active = None;
-        let Some(cfg) = config.clusters.get(cluster) else {
-            send(RunEvent::Refused {
-                reason: "no such cluster".into(),
-            });
-            return None;
-        };
-        let target = Target::from_config(cfg);
-        if let Err(reason) = super::run::allowed_target(runbook, &target) {
-            send(RunEvent::Refused { reason });
-            return None;
+        if let Some(mut old) = active.take() {
+            old.driver.close();
         }
-        let (dir, _warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
-        let actor = super::audit::Actor::current();
-        let holder = Holder {
-            user: actor.user.clone(),
-            host: actor.host.clone(),
-            pid: std::process::id(),
-            since: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-            runbook: runbook.name.clone(),
+        let refuse = |reason: String| send(RunEvent::Refused { reason });
+        let Some(name) = config.clusters.get(cluster).map(|c| c.name.clone()) else {
+            refuse("no such cluster".into());
+            return None;
         };
-        let lock = match lock::acquire(&dir, &target.name, &holder) {
-            Ok(l) => l,
-            Err(LockError::Held { holder, .. }) => {
-                send(RunEvent::Refused {
-                    reason: format!(
-                        "{} is locked by {holder}; you may watch, not run",
-                        target.name
-                    ),
-                });
-                return None;
-            }
-            Err(e) => {
-                send(RunEvent::Refused {
-                    reason: e.to_string(),
-                });
+        let target = match target_of(config, &name) {
+            Ok(t) => t,
+            Err(r) => {
+                refuse(r.message);
                 return None;
             }
         };
-        let vars = RunVars::for_target(&target);
-        let run = match Run::new(
-            runbook.clone(),
-            target,
-            vars,
-            AuditLog::new(config.audit_log.clone()),
-        ) {
-            Ok(r) => r,
-            Err(e) => {
-                send(RunEvent::Refused {
-                    reason: format!("cannot prepare the run: {e}"),
-                });
+        let audit = AuditLog::new(config.audit_log.clone());
+        let mut driver = match Driver::new(runbook.clone(), target, read_only, audit) {
+            Ok(d) => d,
+            Err(r) => {
+                refuse(r.message);
                 return None;
             }
         };
+        match driver.lock(config) {
+            Ok(warnings) => {
+                for w in warnings {
+                    send(RunEvent::Output {
+                        index: 0,
+                        lines: vec![format!("warning: {w}")],
+                    });
+                }
+            }
+            Err(r) => {
+                refuse(r.message);
+                return None;
+            }
+        }
         send(RunEvent::Started {
-            run_id: run.id.clone(),
+            run_id: driver.id().to_string(),
             cluster,
-            audit: config.audit_log.display().to_string(),
+            audit: driver.audit_path(),
         });
         send(RunEvent::Vars {
-            shown: run.vars.shown(),
+            shown: driver.vars().shown(),
         });
-        *active = Some(Active {
-            run,
-            cluster,
-            _lock: lock,
-        });
+        *active = Some(Active { driver, cluster });
     }
     active.as_mut()
 }

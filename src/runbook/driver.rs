@@ -1,0 +1,410 @@
+//! The one runbook driver: every rule of a run lives here, once, for both the command line
+//! (`opsdeck runbook run`) and the console's executor ([`super::session`]). Front ends only
+//! render what the driver asks (a variable, a confirmation) and hand back the answer; the
+//! driver decides whether the runbook may target the cluster, which variables may be set, what
+//! a step's confirmation shows and requires, whether the answer confirms it, and it holds the
+//! run's lock for as long as the run is open.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio_util::sync::CancellationToken;
+
+use super::audit::AuditLog;
+use super::exec::StepOutcome;
+use super::lock::{self, Holder, LockError, RunLock};
+use super::parse::{Runbook, VarDecl};
+use super::run::{self, Confirmation, Run, StepState};
+use super::vars::{RunVars, Target};
+use crate::config::Config;
+
+/// Why the driver said no, and how a command line reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A malformed request: unknown step, a reserved or secret `--var` (exit 3).
+    Usage,
+    /// A rule said no: read-only, the lock is held, not a target, not confirmed (exit 6).
+    Refused,
+    /// Something broke underneath (exit 4).
+    Internal,
+}
+
+impl Refusal {
+    pub fn usage(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Usage,
+            message: message.into(),
+        }
+    }
+    pub fn refused(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Refused,
+            message: message.into(),
+        }
+    }
+    pub fn internal(message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind: RefusalKind::Internal,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// What a step's confirmation needs from the engineer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Needs {
+    /// One key (`y`) for a plain step.
+    Key,
+    /// This exact text typed (the cluster's name) for a destructive step.
+    Typed(String),
+}
+
+/// Everything a confirmation shows, taken from the run itself: the cluster and context are the
+/// values exported to the step, so what the engineer confirms is what runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRequest {
+    pub index: usize,
+    pub number: usize,
+    pub name: String,
+    pub title: String,
+    /// The exact text that will run.
+    pub command: String,
+    pub edited: bool,
+    pub destructive: bool,
+    /// `$CLUSTER` as exported to the step.
+    pub cluster: String,
+    /// `$CONTEXT` as exported to the step.
+    pub context: String,
+    pub protected: bool,
+    pub needs: Needs,
+    /// The variables the step refers to, as `NAME=value` (secrets `***`).
+    pub vars: Vec<(String, String)>,
+}
+
+/// An answer to a confirmation, as the front end got it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Key,
+    Typed(String),
+    /// `--yes` on the command line: plain steps only.
+    YesFlag,
+}
+
+/// Who cancelled a running step and how (a signal's name, `quit`, `cancel key`, `panic`):
+/// written into the step's end record.
+#[derive(Debug, Clone, Default)]
+pub struct CancelReason(Arc<Mutex<Option<String>>>);
+
+impl CancelReason {
+    pub fn set(&self, reason: &str) {
+        if let Ok(mut r) = self.0.lock()
+            && r.is_none()
+        {
+            *r = Some(reason.to_string());
+        }
+    }
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|r| r.clone())
+    }
+}
+
+/// One open run: its steps' states, variables, audit log and lock.
+pub struct Driver {
+    run: Run,
+    read_only: bool,
+    lock: Option<RunLock>,
+    /// Set before a cancel token fires, so the end record says why.
+    pub cancel_reason: CancelReason,
+}
+
+/// The target of `cluster` in `config`, or a usage refusal naming the configured ones.
+pub fn target_of(config: &Config, cluster: &str) -> Result<Target, Refusal> {
+    match config.cluster(cluster) {
+        Some(c) => Ok(Target::from_config(c)),
+        None => {
+            let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+            Err(Refusal::usage(format!(
+                "no cluster named {cluster:?}; configured: {}",
+                names.join(", ")
+            )))
+        }
+    }
+}
+
+impl Driver {
+    /// A run of `runbook` against `target`: refused when the runbook's `targets` exclude it.
+    /// Nothing is locked or recorded yet (a dry run stays that way).
+    pub fn new(
+        runbook: Arc<Runbook>,
+        target: Target,
+        read_only: bool,
+        audit: AuditLog,
+    ) -> Result<Driver, Refusal> {
+        run::allowed_target(&runbook, &target).map_err(Refusal::refused)?;
+        let vars = RunVars::for_target(&target);
+        let run = Run::new(runbook, target, vars, audit)
+            .map_err(|e| Refusal::internal(format!("cannot prepare the run: {e}")))?;
+        Ok(Driver {
+            run,
+            read_only,
+            lock: None,
+            cancel_reason: CancelReason::default(),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.run.id
+    }
+    pub fn runbook(&self) -> &Arc<Runbook> {
+        &self.run.runbook
+    }
+    pub fn target(&self) -> &Target {
+        &self.run.target
+    }
+    pub fn states(&self) -> &[StepState] {
+        &self.run.states
+    }
+    pub fn vars(&self) -> &RunVars {
+        &self.run.vars
+    }
+    pub fn audit_path(&self) -> String {
+        self.run.audit.path().display().to_string()
+    }
+    /// Whether the run holds its lock (steps run only then).
+    pub fn locked(&self) -> bool {
+        self.lock.is_some()
+    }
+
+    /// Takes the cluster's run lock for as long as this run is open. Returns warnings to show
+    /// (a fallback lock folder).
+    pub fn lock(&mut self, config: &Config) -> Result<Vec<String>, Refusal> {
+        if self.lock.is_some() {
+            return Ok(vec![]);
+        }
+        let (dir, warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
+        let holder = Holder {
+            user: self.run.actor.user.clone(),
+            host: self.run.actor.host.clone(),
+            pid: std::process::id(),
+            since: jiff::Timestamp::now()
+                .strftime("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+            runbook: self.run.runbook.name.clone(),
+        };
+        match lock::acquire(&dir, &self.run.target.name, &holder) {
+            Ok(l) => self.lock = Some(l),
+            Err(LockError::Held { holder, .. }) => {
+                return Err(Refusal::refused(format!(
+                    "{} is locked by {holder}; you may watch, not run",
+                    self.run.target.name
+                )));
+            }
+            Err(e) => return Err(Refusal::internal(e.to_string())),
+        }
+        Ok(warning.into_iter().collect())
+    }
+
+    /// Releases the lock: the run is over (finished or abandoned).
+    pub fn close(&mut self) {
+        self.lock = None;
+    }
+
+    /// Sets a declared or extra variable from a front end. Secret values never come from the
+    /// command line (`from_command_line`), where `ps` would show them.
+    pub fn set_var(
+        &mut self,
+        name: &str,
+        value: String,
+        secret: bool,
+        from_command_line: bool,
+    ) -> Result<(), Refusal> {
+        let declared_secret = self
+            .run
+            .runbook
+            .vars
+            .iter()
+            .any(|d| d.name == name && d.secret);
+        if from_command_line && declared_secret {
+            return Err(Refusal::usage(format!(
+                "{name} is secret: it never comes from --var (it would show in ps); set the environment variable {name} or answer the prompt"
+            )));
+        }
+        self.run.vars.set(name, value, secret || declared_secret);
+        Ok(())
+    }
+
+    /// The declared variables step `index` uses that have no value yet, in declaration order.
+    pub fn missing_vars(&self, index: usize) -> Vec<VarDecl> {
+        let Some(step) = self.run.runbook.steps.get(index) else {
+            return vec![];
+        };
+        self.run
+            .runbook
+            .vars_used_by(step)
+            .into_iter()
+            .filter(|d| self.run.vars.get(&d.name).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// What confirming step `index` with `command` shows and requires, or why it may not run
+    /// at all (read-only, background, an edit in read-only mode).
+    pub fn request(&self, index: usize, command: &str) -> Result<StepRequest, Refusal> {
+        let runbook = &self.run.runbook;
+        let step = runbook
+            .steps
+            .get(index)
+            .ok_or_else(|| Refusal::usage(format!("no step {}", index + 1)))?;
+        let target = &self.run.target;
+        let edited = command != step.command;
+        let read_only = self.read_only || target.read_only;
+        if edited && read_only {
+            return Err(Refusal::refused(format!(
+                "step {} ({}) was edited and {} is read-only: an edited command may change state, so only the runbook's own text runs here; nothing was run",
+                step.number, step.name, target.name
+            )));
+        }
+        if step.attrs.destructive && read_only {
+            return Err(Refusal::refused(format!(
+                "step {} ({}) is destructive and {} is read-only{}; nothing was run",
+                step.number,
+                step.name,
+                target.name,
+                if self.read_only {
+                    " (--read-only)"
+                } else {
+                    " (read_only = true in the config)"
+                }
+            )));
+        }
+        if step.attrs.background {
+            return Err(Refusal::refused(format!(
+                "step {} ({}) asks to run in the background, which opsdeck does not do",
+                step.number, step.name
+            )));
+        }
+        let vars = &self.run.vars;
+        let exported = |k: &str| vars.get(k).unwrap_or_default().to_string();
+        let cluster = exported("CLUSTER");
+        let shown = vars.shown();
+        let used: Vec<(String, String)> = shown
+            .into_iter()
+            .filter(|(k, _)| super::parse::refers_to(command, k))
+            .collect();
+        Ok(StepRequest {
+            index,
+            number: step.number,
+            name: step.name.clone(),
+            title: step.title.clone(),
+            command: command.to_string(),
+            edited,
+            destructive: step.attrs.destructive,
+            needs: if step.attrs.destructive {
+                Needs::Typed(cluster.clone())
+            } else {
+                Needs::Key
+            },
+            cluster,
+            context: exported("CONTEXT"),
+            protected: target.protected,
+            vars: used,
+        })
+    }
+
+    /// Whether `answer` confirms `request`.
+    pub fn confirm(&self, request: &StepRequest, answer: &Answer) -> Result<Confirmation, Refusal> {
+        match (&request.needs, answer) {
+            (Needs::Typed(expected), Answer::Typed(typed)) if typed.trim() == expected => {
+                Ok(Confirmation::Typed)
+            }
+            (Needs::Typed(expected), Answer::Typed(typed)) => Err(Refusal::refused(format!(
+                "declined: {typed:?} is not {expected:?}; nothing was run"
+            ))),
+            (Needs::Typed(_), _) => Err(Refusal::refused(format!(
+                "step {} ({}) is destructive: it needs the cluster name typed at a terminal; --yes never covers it",
+                request.number, request.name
+            ))),
+            (Needs::Key, Answer::YesFlag) => Ok(Confirmation::YesFlag),
+            (Needs::Key, _) => Ok(Confirmation::Key),
+        }
+    }
+
+    /// Runs a confirmed step: the rules are checked again here (a front end cannot skip them),
+    /// the start record is on disk before the process starts, the end record after it ends.
+    pub async fn run_step(
+        &mut self,
+        request: &StepRequest,
+        confirmation: Confirmation,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<StepOutcome, Refusal> {
+        if self.lock.is_none() {
+            return Err(Refusal::internal(
+                "the run does not hold its cluster's lock; nothing was run",
+            ));
+        }
+        let fresh = self.request(request.index, &request.command)?;
+        if fresh != *request {
+            return Err(Refusal::refused(
+                "the step changed since it was confirmed; confirm it again",
+            ));
+        }
+        if fresh.destructive && confirmation != Confirmation::Typed {
+            return Err(Refusal::refused(format!(
+                "step {} ({}) is destructive: it needs the cluster name typed at a terminal; --yes never covers it",
+                fresh.number, fresh.name
+            )));
+        }
+        let reason = self.cancel_reason.clone();
+        self.run
+            .run_step(
+                request.index,
+                &request.command,
+                confirmation,
+                on_line,
+                cancel,
+                move || reason.get(),
+            )
+            .await
+            .map_err(|e| Refusal::internal(format!("step {} could not run: {e}", request.name)))
+    }
+
+    /// Records a skip with its reason.
+    pub fn skip(&mut self, index: usize, reason: &str) -> Result<(), Refusal> {
+        if index >= self.run.runbook.steps.len() {
+            return Err(Refusal::usage(format!("no step {}", index + 1)));
+        }
+        self.run.skip(index, reason).map_err(|e| {
+            Refusal::internal(format!(
+                "cannot write the audit record to {}: {e}",
+                self.audit_path()
+            ))
+        })
+    }
+
+    /// Values handed on by the last step, for display (secrets `***`), cleared once read.
+    pub fn take_handed_on(&mut self) -> Vec<(String, String)> {
+        let shown: BTreeMap<String, String> = self.run.vars.shown();
+        let out = self
+            .run
+            .vars
+            .handed_on
+            .iter()
+            .map(|k| (k.clone(), shown.get(k).cloned().unwrap_or_default()))
+            .collect();
+        self.run.vars.handed_on.clear();
+        out
+    }
+}
