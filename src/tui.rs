@@ -309,7 +309,7 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
-    loop {
+    'console: loop {
         if dirty && last_draw.elapsed() >= FRAME {
             term.draw(|f| {
                 ui::render(f, &state, theme);
@@ -452,13 +452,34 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             drop(input);
             restore();
             let _ = run_commands.send(cmd);
-            while let Some(ev) = run_events.recv().await {
+            // A signal meanwhile (the SSH session dropped) cancels the step, which is then
+            // recorded as usual; the console closes after it.
+            loop {
+                let ev = tokio::select! {
+                    ev = run_events.recv() => ev,
+                    _ = sigterm.recv() => {
+                        quit_reason = "SIGTERM";
+                        state.quit = true;
+                        let _ = run_commands.send(RunCommand::Shutdown(quit_reason.into()));
+                        continue;
+                    }
+                    _ = sighup.recv() => {
+                        quit_reason = "SIGHUP";
+                        state.quit = true;
+                        let _ = run_commands.send(RunCommand::Shutdown(quit_reason.into()));
+                        continue;
+                    }
+                };
+                let Some(ev) = ev else { break };
                 let finished =
                     matches!(ev, RunEvent::StepFinished { .. } | RunEvent::Refused { .. });
                 update(&mut state, Event::Run(ev));
                 if finished {
                     break;
                 }
+            }
+            if state.quit {
+                break 'console;
             }
             terminal::enable_raw_mode()?;
             execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
