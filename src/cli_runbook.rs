@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::exit;
 use crate::config::Config;
-use crate::runbook::audit::{Actor, AuditLog, Record};
+use crate::runbook::audit::{Actor, AuditError, AuditLog, Record, summary};
 use crate::runbook::lock::{self, Holder, LockError};
 use crate::runbook::parse::{Block, Runbook};
 use crate::runbook::run::{self, Confirmation, Run, StepState};
@@ -440,6 +440,48 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
                 &cancel,
             )
             .await;
+        let outcome = match outcome {
+            Err(e) if AuditError::find(&e).is_some_and(AuditError::is_start) => {
+                // Nothing ran: the start record could not be written.
+                eprintln!("opsdeck: refused, nothing was run: {e}");
+                if !tty {
+                    eprintln!(
+                        "opsdeck: free the disk or fix `audit_log` in the config, then resume with --from {}",
+                        step.name
+                    );
+                    return REFUSED;
+                }
+                let typed = prompt_line(&format!(
+                    "To run step {} WITHOUT a record (it will be printed here to copy), type the cluster name: ",
+                    step.name
+                ))
+                .unwrap_or_default();
+                if !run::typed_matches(&typed, &target) {
+                    eprintln!(
+                        "declined; nothing was run. Resume with --from {}",
+                        step.name
+                    );
+                    return REFUSED;
+                }
+                let recorded = run.audit.clone();
+                run.audit = recorded.unrecorded_to_stderr();
+                let again = run
+                    .run_step(
+                        i,
+                        &step.command,
+                        confirmation,
+                        |line| {
+                            let _ =
+                                writeln!(stdout, "{}", crate::runbook::audit::mask(line, &secrets));
+                        },
+                        &cancel,
+                    )
+                    .await;
+                run.audit = recorded;
+                again
+            }
+            other => other,
+        };
         match outcome {
             Err(e) => {
                 eprintln!("opsdeck: step {} could not run: {e}", step.name);
@@ -475,57 +517,49 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
     exit::OK
 }
 
-/// Past runs, or one run (optionally as markdown for the incident timeline).
+/// Past runs, or one run (optionally as markdown for the incident timeline). Damaged lines
+/// are skipped with a warning naming each; a start record without an end is `abandoned`
+/// once nobody holds the run (the cluster's lock is free) or the action's process is gone.
 pub fn log(config: &Config, run_id: Option<&str>, markdown: bool) -> i32 {
     let audit = audit_for(config);
-    let records = match audit.read_all() {
+    let read = match audit.read() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("opsdeck: cannot read {}: {e}", audit.path().display());
             return exit::INTERNAL;
         }
     };
+    for line in &read.damaged {
+        eprintln!(
+            "warning: {}:{line}: damaged record skipped",
+            audit.path().display()
+        );
+    }
+    let records = read.records;
     match run_id {
         None => {
-            let mut ids: Vec<&str> = Vec::new();
-            for r in &records {
-                if let Some(id) = r.run_id.as_deref()
-                    && !ids.contains(&id)
-                {
-                    ids.push(id);
-                }
-            }
-            for id in ids {
-                let recs: Vec<&Record> = records
-                    .iter()
-                    .filter(|r| r.run_id.as_deref() == Some(id))
-                    .collect();
-                let first = recs[0];
-                let ok = recs
-                    .iter()
-                    .filter(|r| r.event == "step_finished" && r.exit_code == Some(0))
-                    .count();
-                let failed = recs
-                    .iter()
-                    .filter(|r| r.event == "step_finished" && r.exit_code != Some(0))
-                    .count();
-                let skipped = recs.iter().filter(|r| r.event == "step_skipped").count();
+            let fallback = config.fallback_lock_dir();
+            let dirs = [config.lock_dir.as_path(), fallback.as_path()];
+            let held = |cluster: &str| summary::lock_held_in(&dirs, cluster);
+            for r in summary::runs(&records, held) {
                 println!(
-                    "{id}\t{}\t{}\t{}\t{}\tok {ok} failed {failed} skipped {skipped}",
-                    first.runbook.as_deref().unwrap_or(""),
-                    first.cluster,
-                    first.actor.user,
-                    first.started_at
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.run_id,
+                    r.runbook,
+                    r.cluster,
+                    r.user,
+                    r.started_at,
+                    r.counts_text()
                 );
             }
-            for r in records.iter().filter(|r| r.event == "action") {
+            for a in summary::actions(&records, summary::writer_alive) {
                 println!(
                     "action\t{}\t{}\t{}\t{}\t{}",
-                    r.action.as_deref().unwrap_or(""),
-                    r.target.as_deref().unwrap_or(""),
-                    r.actor.user,
-                    r.started_at,
-                    r.result.as_deref().unwrap_or("")
+                    a.action,
+                    a.target,
+                    a.user,
+                    a.started_at,
+                    a.result.replace(['\n', '\t'], " ")
                 );
             }
             exit::OK
