@@ -409,7 +409,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
                 "s" | "S" | "skip" => {
                     let reason = prompt_line("Reason for skipping: ").unwrap_or_default();
                     if let Err(e) = run.skip(i, &reason) {
-                        eprintln!("opsdeck: cannot write the audit record: {e}");
+                        eprintln!("opsdeck: {e}");
                         return exit::INTERNAL;
                     }
                     continue;

@@ -15,11 +15,11 @@ use super::{ForwardError, ForwardSnapshot, ForwardState, ForwardStatus, internal
 use crate::config::{ClusterConfig, Config, ForwardConfig};
 use crate::runbook::audit::{Actor, AuditLog, Pending, Record};
 
-/// How a forward start or stop was asked for, as its record's `confirmation` says it.
-pub const BY_COMMAND_LINE: &str = "command-line";
-pub const BY_KEY: &str = "key";
-pub const BY_AUTOSTART: &str = "autostart";
-pub const BY_QUIT: &str = "quit";
+/// How a forward start or stop was asked for, as its record's `confirmation` says it (the
+/// console's key is `key`).
+const BY_COMMAND_LINE: &str = "command-line";
+const BY_AUTOSTART: &str = "autostart";
+const BY_QUIT: &str = "quit";
 
 /// How often byte counters are republished while anything runs.
 const COUNTER_TICK: Duration = Duration::from_secs(1);

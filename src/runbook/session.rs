@@ -161,7 +161,7 @@ pub async fn executor(
                         duration_ms: 0,
                     }),
                     Err(e) => send(RunEvent::Refused {
-                        reason: format!("cannot write the audit record: {e}"),
+                        reason: e.to_string(),
                     }),
                 }
             }
