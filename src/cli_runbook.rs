@@ -484,7 +484,14 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         };
         match outcome {
             Err(e) => {
-                eprintln!("opsdeck: step {} could not run: {e}", step.name);
+                match AuditError::find(&e) {
+                    // The step ran; only its end record is missing: show it to copy.
+                    Some(a) if !a.is_start() => eprintln!(
+                        "opsdeck: step {} ran, but {a}; copy its end record:\n{}",
+                        step.name, a.line
+                    ),
+                    _ => eprintln!("opsdeck: step {} could not run: {e}", step.name),
+                }
                 return FAILED;
             }
             Ok(o) => {
