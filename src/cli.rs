@@ -237,7 +237,13 @@ async fn run_runbook(cli: &Cli, cmd: &RunbookCommand) -> anyhow::Result<i32> {
         }
         RunbookCommand::Log { run, markdown } => Ok(config_or_defaults(cli).map_or_else(
             |c| c,
-            |c| crate::cli_runbook::log(&c, run.as_deref(), *markdown),
+            |mut c| {
+                if cli.demo {
+                    // Runs on the simulated fleet are recorded apart from real ones.
+                    c.audit_log = demo_audit_log();
+                }
+                crate::cli_runbook::log(&c, run.as_deref(), *markdown)
+            },
         )),
         RunbookCommand::Run {
             name,

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::exit;
 use crate::config::Config;
-use crate::runbook::audit::{AuditLog, Record};
+use crate::runbook::audit::{AuditLog, Record, summary};
 use crate::runbook::driver::{
     Answer, CancelReason, Driver, Needs, Refusal, RefusalKind, target_of,
 };
@@ -233,7 +233,7 @@ fn audit_for(config: &Config) -> AuditLog {
 fn refusal_code(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Usage => exit::USAGE,
-        RefusalKind::Refused => REFUSED,
+        RefusalKind::Refused | RefusalKind::Unrecorded => REFUSED,
         RefusalKind::Internal => exit::INTERNAL,
     }
 }
@@ -242,6 +242,7 @@ fn refusal_code(r: &Refusal) -> i32 {
 fn refuse(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Refused => eprintln!("opsdeck: refused: {}", r.message),
+        RefusalKind::Unrecorded => eprintln!("opsdeck: refused, nothing was run: {}", r.message),
         _ => eprintln!("opsdeck: {}", r.message),
     }
     refusal_code(r)
@@ -513,8 +514,53 @@ async fn drive(
                 &signals.token,
             )
             .await;
+        let outcome = match outcome {
+            Err(r) if r.kind == RefusalKind::Unrecorded => {
+                // Nothing ran: the start record could not be written.
+                eprintln!("opsdeck: refused, nothing was run: {}", r.message);
+                if !tty {
+                    eprintln!(
+                        "opsdeck: free the disk or fix `audit_log` in the config, then resume with --from {}",
+                        step.name
+                    );
+                    return REFUSED;
+                }
+                let typed = match prompt_line(
+                    &format!(
+                        "To run step {} WITHOUT a record (it will be printed here to copy), type the cluster name: ",
+                        step.name
+                    ),
+                    signals,
+                )
+                .await
+                {
+                    Ok(t) => t.unwrap_or_default(),
+                    Err(code) => return code,
+                };
+                driver
+                    .run_step_unrecorded(
+                        &request,
+                        confirmation,
+                        &typed,
+                        |line| {
+                            let _ =
+                                writeln!(stdout, "{}", crate::runbook::audit::mask(line, &secrets));
+                        },
+                        &signals.token,
+                    )
+                    .await
+            }
+            other => other,
+        };
         let o = match outcome {
-            Err(r) => return refuse(&r),
+            Err(r) => {
+                let code = refuse(&r);
+                return if r.kind == RefusalKind::Internal {
+                    FAILED
+                } else {
+                    code
+                };
+            }
             Ok(o) => o,
         };
         let secs = o.duration.as_secs_f64();
@@ -546,57 +592,49 @@ async fn drive(
     exit::OK
 }
 
-/// Past runs, or one run (optionally as markdown for the incident timeline).
+/// Past runs, or one run (optionally as markdown for the incident timeline). Damaged lines
+/// are skipped with a warning naming each; a start record without an end is `abandoned`
+/// once nobody holds the run (the cluster's lock is free) or the action's process is gone.
 pub fn log(config: &Config, run_id: Option<&str>, markdown: bool) -> i32 {
     let audit = audit_for(config);
-    let records = match audit.read_all() {
+    let read = match audit.read() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("opsdeck: cannot read {}: {e}", audit.path().display());
             return exit::INTERNAL;
         }
     };
+    for line in &read.damaged {
+        eprintln!(
+            "warning: {}:{line}: damaged record skipped",
+            audit.path().display()
+        );
+    }
+    let records = read.records;
     match run_id {
         None => {
-            let mut ids: Vec<&str> = Vec::new();
-            for r in &records {
-                if let Some(id) = r.run_id.as_deref()
-                    && !ids.contains(&id)
-                {
-                    ids.push(id);
-                }
-            }
-            for id in ids {
-                let recs: Vec<&Record> = records
-                    .iter()
-                    .filter(|r| r.run_id.as_deref() == Some(id))
-                    .collect();
-                let first = recs[0];
-                let ok = recs
-                    .iter()
-                    .filter(|r| r.event == "step_finished" && r.exit_code == Some(0))
-                    .count();
-                let failed = recs
-                    .iter()
-                    .filter(|r| r.event == "step_finished" && r.exit_code != Some(0))
-                    .count();
-                let skipped = recs.iter().filter(|r| r.event == "step_skipped").count();
+            let fallback = config.fallback_lock_dir();
+            let dirs = [config.lock_dir.as_path(), fallback.as_path()];
+            let held = |cluster: &str| summary::lock_held_in(&dirs, cluster);
+            for r in summary::runs(&records, held) {
                 println!(
-                    "{id}\t{}\t{}\t{}\t{}\tok {ok} failed {failed} skipped {skipped}",
-                    first.runbook.as_deref().unwrap_or(""),
-                    first.cluster,
-                    first.actor.user,
-                    first.started_at
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    r.run_id,
+                    r.runbook,
+                    r.cluster,
+                    r.user,
+                    r.started_at,
+                    r.counts_text()
                 );
             }
-            for r in records.iter().filter(|r| r.event == "action") {
+            for a in summary::actions(&records, summary::writer_alive) {
                 println!(
                     "action\t{}\t{}\t{}\t{}\t{}",
-                    r.action.as_deref().unwrap_or(""),
-                    r.target.as_deref().unwrap_or(""),
-                    r.actor.user,
-                    r.started_at,
-                    r.result.as_deref().unwrap_or("")
+                    a.action,
+                    a.target,
+                    a.user,
+                    a.started_at,
+                    a.result.replace(['\n', '\t'], " ")
                 );
             }
             exit::OK

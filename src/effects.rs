@@ -146,6 +146,8 @@ pub fn spawn(
                 let text = match client(&c).await {
                     Ok(client) => {
                         let actor = crate::runbook::audit::Actor::current();
+                        // Start record first: if it cannot be written, nothing is sent and the
+                        // notice names the file and the error.
                         match drill::actions::perform_and_record(
                             client,
                             &action,
@@ -171,4 +173,41 @@ pub fn spawn(
         | Effect::Copy(_)
         | Effect::Argocd { .. } => {}
     }
+}
+
+/// Performs an ArgoCD action on `app` of `cluster`, recorded like every action: the start
+/// record is on disk before the request is sent, or nothing is sent and the text says why
+/// (naming the audit file and the error). Returns the text for the app's row and the notice.
+pub async fn argocd_action(
+    cluster: &ClusterConfig,
+    app: &str,
+    action: crate::model::argocd::ArgoAction,
+    confirmation: &str,
+    audit: &crate::runbook::audit::AuditLog,
+) -> String {
+    use crate::runbook::audit::Record;
+    let start = Record::action_started(
+        action.name(),
+        &format!("{}/argocd/{app}", cluster.name),
+        &cluster.name,
+        cluster.context.as_deref().unwrap_or_default(),
+        confirmation,
+    );
+    let pending = match audit.begin_async(start).await {
+        Ok(p) => p,
+        Err(e) => return crate::drill::actions::refusal(&e),
+    };
+    let result = crate::sources::argocd::perform(cluster, app, action).await;
+    let outcome = result
+        .as_ref()
+        .map_or_else(String::clone, |()| "ok".to_string());
+    let recorded = pending.finish_async(outcome).await;
+    let mut text = match result {
+        Ok(()) => format!("{} accepted", action.name()),
+        Err(e) => e,
+    };
+    if let Err(e) = recorded {
+        text.push_str(&format!(" (but its end record is missing: {e})"));
+    }
+    text
 }

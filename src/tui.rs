@@ -178,13 +178,14 @@ fn translate(ev: crossterm::event::KeyEvent) -> Option<Key> {
     })
 }
 
-/// Runs an exec quick action on the real terminal and records it; returns the notice.
+/// Runs an exec quick action on the real terminal and records it (start record before the
+/// shell opens; refused if it cannot be written); returns the notice.
 async fn run_exec(
     config: &crate::config::Config,
     action: &crate::drill::actions::QuickAction,
     confirmation: crate::runbook::run::Confirmation,
 ) -> String {
-    use crate::drill::actions::{QuickActionKind, action_record, exec_interactive};
+    use crate::drill::actions::{QuickActionKind, exec_and_record};
     let QuickActionKind::Exec { ns, pod, container } = &action.kind else {
         return String::new();
     };
@@ -193,16 +194,10 @@ async fn run_exec(
     };
     let audit = crate::runbook::audit::AuditLog::new(config.audit_log.clone());
     let actor = crate::runbook::audit::Actor::current();
-    let started = Timestamp::now();
     let result = match crate::sources::kube::client_for(cluster).await {
-        Ok(client) => exec_interactive(client, ns, pod, container, &["sh"])
-            .await
-            .map(|code| format!("shell exited with {code}")),
+        Ok(client) => exec_and_record(client, action, &audit, &actor, confirmation.as_str()).await,
         Err(e) => Err(e),
     };
-    let mut record = action_record(action, &result, &actor, confirmation.as_str());
-    record.started_at = started.to_string();
-    let _ = audit.append(&record, &[]);
     match result {
         Ok(t) => format!("exec {ns}/{pod} ({container}): {t}"),
         Err(e) => format!("exec {ns}/{pod}: {e}"),
@@ -360,7 +355,8 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                 Effect::ToggleForward(id) => {
                     let (f, tx) = (forwards.clone(), bg_tx.clone());
                     tokio::spawn(async move {
-                        let text = match f.toggle(&id).await {
+                        let by = crate::drill::actions::CONFIRMED_BY_KEY;
+                        let text = match f.toggle_confirmed(&id, by).await {
                             Ok(Some(addr)) => format!("{id}: listening on {addr}"),
                             Ok(None) => format!("{id}: stopped"),
                             Err(e) => format!("{id}: {e}"),
@@ -387,30 +383,14 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
                         crate::runbook::audit::AuditLog::new(config.audit_log.clone()),
                     );
                     tokio::spawn(async move {
-                        let started = Timestamp::now();
-                        let result = crate::sources::argocd::perform(&cfg, &app, action).await;
-                        let outcome = result
-                            .as_ref()
-                            .map_or_else(String::clone, |()| "ok".to_string());
-                        let target = format!("{}/argocd/{app}", cfg.name);
-                        let context = cfg.context.clone().unwrap_or_default();
-                        let rec = crate::runbook::audit::Record::action(
-                            action.name(),
-                            &target,
-                            &cfg.name,
-                            &context,
+                        let text = crate::effects::argocd_action(
+                            &cfg,
+                            &app,
+                            action,
                             confirmation.as_str(),
-                            &outcome,
-                            started,
-                        );
-                        let recorded = audit.append(&rec, &[]);
-                        let mut text = match result {
-                            Ok(()) => format!("{} accepted", action.name()),
-                            Err(e) => e,
-                        };
-                        if let Err(e) = recorded {
-                            text.push_str(&format!(" (audit record not written: {e})"));
-                        }
+                            &audit,
+                        )
+                        .await;
                         let _ = tx.send(Event::ArgoResult { cluster, app, text });
                     });
                     continue;

@@ -142,7 +142,13 @@ async fn delete_removes_the_pod_and_a_watch_shows_its_replacement() {
     assert!(names(&after).contains(&replacement));
     assert!(!names(&after).contains(&victim));
 
-    let records = audit.read_all().expect("audit");
+    // End records (`action`); each has an `action_started` start record before it.
+    let records: Vec<_> = audit
+        .read_all()
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.event == "action")
+        .collect();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].event, "action");
     assert_eq!(records[0].action.as_deref(), Some("pod.delete"));
@@ -193,7 +199,13 @@ async fn restart_stamps_the_template_and_replaces_every_pod() {
         let ann = p.metadata.annotations.as_ref().expect("annotations");
         assert_eq!(ann.get("kubectl.kubernetes.io/restartedAt"), Some(&stamp));
     }
-    let records = audit.read_all().expect("audit");
+    // End records (`action`); each has an `action_started` start record before it.
+    let records: Vec<_> = audit
+        .read_all()
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.event == "action")
+        .collect();
     assert_eq!(records[0].action.as_deref(), Some("workload.restart"));
     assert_eq!(records[0].confirmation.as_deref(), Some("typed"));
 }
@@ -278,7 +290,8 @@ async fn scale_changes_replicas_and_the_pod_count() {
             .unwrap_or(1),
         to: 3,
     });
-    actions::perform(c.clone(), &rabbit)
+    let sts_audit = AuditLog::new(dir.path().join("sts-audit.jsonl"));
+    actions::perform_and_record(c.clone(), &rabbit, &sts_audit, &Actor::current(), "key")
         .await
         .expect("scale sts");
     let db: Api<Pod> = Api::namespaced(c.clone(), "database");
@@ -289,7 +302,13 @@ async fn scale_changes_replicas_and_the_pod_count() {
     .await;
     assert_eq!(sts_pods, ["rabbitmq-0", "rabbitmq-1", "rabbitmq-2"]);
 
-    let records = audit.read_all().expect("audit");
+    // End records (`action`); each has an `action_started` start record before it.
+    let records: Vec<_> = audit
+        .read_all()
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.event == "action")
+        .collect();
     let results: Vec<_> = records
         .iter()
         .map(|r| r.result.clone().unwrap_or_default())
@@ -363,7 +382,13 @@ async fn trigger_creates_a_job_from_the_cronjob_that_completes() {
         job_pods[0].status.as_ref().and_then(|s| s.phase.as_deref()),
         Some("Succeeded")
     );
-    let records = audit.read_all().expect("audit");
+    // End records (`action`); each has an `action_started` start record before it.
+    let records: Vec<_> = audit
+        .read_all()
+        .expect("audit")
+        .into_iter()
+        .filter(|r| r.event == "action")
+        .collect();
     assert_eq!(records[0].action.as_deref(), Some("job.trigger"));
     assert_eq!(
         records[0].target.as_deref(),

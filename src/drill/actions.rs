@@ -1,8 +1,10 @@
 //! Quick actions: restart a workload, delete a pod, scale, trigger a Job from a CronJob, exec.
 //!
 //! A [`QuickAction`] is plain data: the confirm modal holds the exact action it will run, the
-//! audit record is built from it, and [`perform`] runs it. Exec is interactive, so it has its
-//! own entry point ([`exec_interactive`]) that hands the process's terminal to the container;
+//! audit records are built from it, and [`perform_and_record`] writes its start record, runs
+//! it, then writes its end record ([`perform`] cannot be called without a start record on
+//! disk). Exec is interactive, so it has its own entry point ([`exec_and_record`], around
+//! [`exec_interactive`]) that hands the process's terminal to the container;
 //! [`exec_capture`] runs a command and collects its output instead.
 
 use std::io::Write;
@@ -18,7 +20,7 @@ use kube::api::{AttachParams, DeleteParams, Patch, PatchParams, PostParams, Term
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::runbook::audit::{Actor, AuditLog, Record};
+use crate::runbook::audit::{Actor, AuditError, AuditLog, Pending, Record};
 
 /// The workload kinds actions address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -203,34 +205,37 @@ pub fn confirm(
     }
 }
 
-/// The `action` audit record of `action` with its result (`ok` or the error text).
-/// `confirmation` is how it was confirmed: `key`, `typed` or `yes-flag`.
-pub fn action_record(
-    action: &QuickAction,
-    result: &Result<String, String>,
-    actor: &Actor,
-    confirmation: &str,
-) -> Record {
-    let now = jiff::Timestamp::now().to_string();
-    Record {
-        event: "action".into(),
-        action: Some(action.audit_name().into()),
-        target: Some(action.target()),
-        result: Some(match result {
-            Ok(_) => "ok".into(),
-            Err(e) => e.clone(),
-        }),
-        cluster: action.cluster.clone(),
-        actor: actor.clone(),
-        started_at: now.clone(),
-        finished_at: Some(now),
-        confirmation: Some(confirmation.into()),
-        ..Record::default()
+/// The start record of `action` (`action_started`, written before it acts). `confirmation` is
+/// how it was confirmed: `key`, `typed` or `yes-flag`.
+pub fn start_record(action: &QuickAction, actor: &Actor, confirmation: &str) -> Record {
+    let mut r = Record::action_started(
+        action.audit_name(),
+        &action.target(),
+        &action.cluster,
+        "",
+        confirmation,
+    );
+    r.actor = actor.clone();
+    r
+}
+
+/// What the engineer sees when an action is refused because its start record could not be
+/// written: the file, the OS error, and that nothing was done.
+pub fn refusal(e: &AuditError) -> String {
+    format!("refused, nothing was done: {e} (free the disk or fix `audit_log` in the config)")
+}
+
+fn outcome(result: &Result<String, String>) -> String {
+    match result {
+        Ok(_) => "ok".into(),
+        Err(e) => e.clone(),
     }
 }
 
-/// Performs `action` and appends its audit record. An audit file that cannot be written turns
-/// a success into an error (the action happened, but unrecorded: the engineer must know).
+/// Writes the start record, performs `action`, writes the end record. A start record that
+/// cannot be written refuses the action (nothing is sent to the cluster); an end record that
+/// cannot be written turns a success into an error (it happened, but the record is
+/// incomplete: the engineer must know).
 pub async fn perform_and_record(
     client: kube::Client,
     action: &QuickAction,
@@ -238,27 +243,56 @@ pub async fn perform_and_record(
     actor: &Actor,
     confirmation: &str,
 ) -> Result<String, String> {
-    let started = jiff::Timestamp::now();
-    let result = perform(client, action).await;
-    let mut record = action_record(action, &result, actor, confirmation);
-    record.started_at = started.to_string();
-    record.duration_ms =
-        Some((jiff::Timestamp::now().as_millisecond() - started.as_millisecond()).max(0) as u64);
-    if let Err(e) = audit.append(&record, &[]) {
+    let pending = audit
+        .begin_async(start_record(action, actor, confirmation))
+        .await
+        .map_err(|e| refusal(&e))?;
+    let result = perform(client, action, &pending).await;
+    finish(pending, result).await
+}
+
+/// Writes the end record of an action begun with [`start_record`] and returns its result,
+/// made an error when the end record could not be written.
+async fn finish(pending: Pending, result: Result<String, String>) -> Result<String, String> {
+    if let Err(e) = pending.finish_async(outcome(&result)).await {
         let done = match &result {
-            Ok(m) => m.clone(),
-            Err(m) => m.clone(),
+            Ok(m) | Err(m) => m.clone(),
         };
-        return Err(format!(
-            "{done}; but the audit record could not be written to {}: {e}",
-            audit.path().display()
-        ));
+        return Err(format!("{done}; but its end record is missing: {e}"));
     }
     result
 }
 
+/// Opens an interactive shell (`sh`) in the exec action's container, recorded like every
+/// action: start record first (refused if it cannot be written), end record with the exit.
+/// The caller has suspended the TUI.
+pub async fn exec_and_record(
+    client: kube::Client,
+    action: &QuickAction,
+    audit: &AuditLog,
+    actor: &Actor,
+    confirmation: &str,
+) -> Result<String, String> {
+    let QuickActionKind::Exec { ns, pod, container } = &action.kind else {
+        return Err("not an exec action".into());
+    };
+    let pending = audit
+        .begin_async(start_record(action, actor, confirmation))
+        .await
+        .map_err(|e| refusal(&e))?;
+    let result = exec_interactive(client, ns, pod, container, &["sh"])
+        .await
+        .map(|code| format!("shell exited with {code}"));
+    finish(pending, result).await
+}
+
 /// Runs a non-interactive quick action against the cluster; the message says what happened.
-pub async fn perform(client: kube::Client, action: &QuickAction) -> Result<String, String> {
+/// `_recorded` is the proof its start record is on disk ([`AuditLog::begin`]).
+pub async fn perform(
+    client: kube::Client,
+    action: &QuickAction,
+    _recorded: &Pending,
+) -> Result<String, String> {
     match &action.kind {
         QuickActionKind::Restart { kind, ns, name } => restart(client, *kind, ns, name).await,
         QuickActionKind::DeletePod { ns, name } => {
@@ -277,7 +311,7 @@ pub async fn perform(client: kube::Client, action: &QuickAction) -> Result<Strin
         } => scale(client, *kind, ns, name, *from, *to).await,
         QuickActionKind::TriggerJob { ns, cronjob } => trigger_job(client, ns, cronjob).await,
         QuickActionKind::Exec { .. } => {
-            Err("exec is interactive: run it with exec_interactive".into())
+            Err("exec is interactive: run it with exec_and_record".into())
         }
     }
 }
@@ -706,14 +740,15 @@ mod tests {
     }
 
     #[test]
-    fn records_carry_result_and_confirmation() {
-        let r = action_record(&restart(), &Err("boom".into()), &Actor::default(), "typed");
-        assert_eq!(r.event, "action");
+    fn records_carry_action_target_and_confirmation() {
+        let r = start_record(&restart(), &Actor::default(), "typed");
+        assert_eq!(r.event, "action_started");
         assert_eq!(r.action.as_deref(), Some("workload.restart"));
-        assert_eq!(r.result.as_deref(), Some("boom"));
+        assert_eq!(r.target, Some(restart().target()));
         assert_eq!(r.confirmation.as_deref(), Some("typed"));
-        let ok = action_record(&restart(), &Ok("x".into()), &Actor::default(), "key");
-        assert_eq!(ok.result.as_deref(), Some("ok"));
+        assert!(r.action_id.is_some());
+        assert_eq!(outcome(&Err("boom".into())), "boom");
+        assert_eq!(outcome(&Ok("x".into())), "ok");
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum ForwardError {
 
     #[error("cluster {cluster}: {detail}")]
     Kubeconfig { cluster: String, detail: String },
+
+    /// The start record could not be written, so the forward was not started (or stopped).
+    #[error(
+        "{id}: refused, nothing was done: {detail} (free the disk or fix `audit_log` in the config)"
+    )]
+    Unrecorded { id: String, detail: String },
 }
 
 fn local_port_in_use(addr: SocketAddr, free: Option<u16>, id: &str) -> String {

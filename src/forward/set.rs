@@ -1,5 +1,6 @@
 //! [`Forwards`]: the configured shortcuts, started and stopped by `CLUSTER/NAME`, each start
-//! and stop written to the audit log, the whole state published as snapshots.
+//! and stop recorded in the audit log (its start record on disk before it acts, or it is
+//! refused), the whole state published as snapshots.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +13,13 @@ use tokio::task::JoinHandle;
 use super::tunnel::Tunnel;
 use super::{ForwardError, ForwardSnapshot, ForwardState, ForwardStatus, internal};
 use crate::config::{ClusterConfig, Config, ForwardConfig};
-use crate::runbook::audit::{Actor, AuditLog, Record};
+use crate::runbook::audit::{Actor, AuditLog, Pending, Record};
+
+/// How a forward start or stop was asked for, as its record's `confirmation` says it (the
+/// console's key is `key`).
+const BY_COMMAND_LINE: &str = "command-line";
+const BY_AUTOSTART: &str = "autostart";
+const BY_QUIT: &str = "quit";
 
 /// How often byte counters are republished while anything runs.
 const COUNTER_TICK: Duration = Duration::from_secs(1);
@@ -121,7 +128,19 @@ impl Forwards {
 
     /// Starts `CLUSTER/NAME` and returns its local address once it listens and the cluster
     /// accepted a port-forward to its pod. Starting a running forward returns its address.
+    /// Recorded with `confirmation: "command-line"`; see [`Forwards::start_confirmed`].
     pub async fn start(&self, id: &str) -> Result<SocketAddr, ForwardError> {
+        self.start_confirmed(id, BY_COMMAND_LINE).await
+    }
+
+    /// As [`Forwards::start`], recorded with `confirmation` (`key`, `autostart`, ...). The
+    /// start record is written before anything is opened; if it cannot be, the forward is
+    /// refused ([`ForwardError::Unrecorded`]).
+    pub async fn start_confirmed(
+        &self,
+        id: &str,
+        confirmation: &str,
+    ) -> Result<SocketAddr, ForwardError> {
         let (f, c) = self.find(id)?;
         let busy = self.busy(id);
         let _busy = busy.lock().await;
@@ -130,6 +149,15 @@ impl Forwards {
         {
             return Ok(t.local());
         }
+        let pending = match self.begin(c, f, "forward.start", confirmation).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.slots()
+                    .insert(id.to_string(), Slot::Failed(e.to_string()));
+                self.inner.changed.notify_one();
+                return Err(e);
+            }
+        };
         let addr = SocketAddr::new(f.bind, f.local_port);
         let result = Tunnel::start(id, c, &f.target, addr, self.inner.changed.clone()).await;
         let (slot, out, outcome) = match result {
@@ -144,34 +172,64 @@ impl Forwards {
             drop(old);
         }
         self.inner.changed.notify_one();
-        self.record(c, f, "forward.start", outcome).await;
+        self.finish(pending, outcome).await;
         out
     }
 
     /// Stops `CLUSTER/NAME`, closing its listener and connections. Stopping a stopped
-    /// forward is not an error (and records nothing).
+    /// forward is not an error (and records nothing). Recorded with
+    /// `confirmation: "command-line"`; see [`Forwards::stop_confirmed`].
     pub async fn stop(&self, id: &str) -> Result<(), ForwardError> {
+        self.stop_confirmed(id, BY_COMMAND_LINE).await
+    }
+
+    /// As [`Forwards::stop`], recorded with `confirmation`. Refused, the forward left
+    /// running, when its start record cannot be written — except when opsdeck quits
+    /// (`quit`): the forward closes with the process anyway.
+    pub async fn stop_confirmed(&self, id: &str, confirmation: &str) -> Result<(), ForwardError> {
         let (f, c) = self.find(id)?;
         let busy = self.busy(id);
         let _busy = busy.lock().await;
+        if !matches!(self.slots().get(id), Some(Slot::Running(_))) {
+            self.slots().remove(id);
+            self.inner.changed.notify_one();
+            return Ok(());
+        }
+        let pending = match self.begin(c, f, "forward.stop", confirmation).await {
+            Ok(p) => p,
+            Err(e) if confirmation != BY_QUIT => return Err(e),
+            Err(e) => {
+                tracing::warn!("{e}");
+                None
+            }
+        };
         let slot = self.slots().remove(id);
         self.inner.changed.notify_one();
         if let Some(Slot::Running(t)) = slot {
             t.stop().await;
             self.inner.changed.notify_one();
-            self.record(c, f, "forward.stop", "ok".into()).await;
         }
+        self.finish(pending, "ok".into()).await;
         Ok(())
     }
 
     /// Starts a stopped (or failed) forward, stops a running one. `Some(addr)` when it was
-    /// started.
+    /// started. Recorded with `confirmation: "command-line"`.
     pub async fn toggle(&self, id: &str) -> Result<Option<SocketAddr>, ForwardError> {
+        self.toggle_confirmed(id, BY_COMMAND_LINE).await
+    }
+
+    /// As [`Forwards::toggle`], recorded with `confirmation` (the console: `key`).
+    pub async fn toggle_confirmed(
+        &self,
+        id: &str,
+        confirmation: &str,
+    ) -> Result<Option<SocketAddr>, ForwardError> {
         let running = matches!(self.slots().get(id), Some(Slot::Running(_)));
         if running {
-            self.stop(id).await.map(|()| None)
+            self.stop_confirmed(id, confirmation).await.map(|()| None)
         } else {
-            self.start(id).await.map(Some)
+            self.start_confirmed(id, confirmation).await.map(Some)
         }
     }
 
@@ -186,7 +244,7 @@ impl Forwards {
             .collect();
         let mut out = Vec::new();
         for id in ids {
-            let r = self.start(&id).await;
+            let r = self.start_confirmed(&id, BY_AUTOSTART).await;
             out.push((id, r));
         }
         out
@@ -202,7 +260,7 @@ impl Forwards {
             .map(|(k, _)| k.clone())
             .collect();
         for id in running {
-            let _ = self.stop(&id).await;
+            let _ = self.stop_confirmed(&id, BY_QUIT).await;
         }
         internal::stop_internal_for(&self.inner.clusters).await;
         self.inner
@@ -233,32 +291,47 @@ impl Forwards {
         self.inner.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    async fn record(&self, c: &ClusterConfig, f: &ForwardConfig, action: &str, result: String) {
+    /// Writes the start record of `action` on shortcut `f`. `Ok(None)`: this set records
+    /// nothing (no audit log).
+    async fn begin(
+        &self,
+        c: &ClusterConfig,
+        f: &ForwardConfig,
+        action: &str,
+        confirmation: &str,
+    ) -> Result<Option<Pending>, ForwardError> {
         let Some(audit) = self.inner.audit.clone() else {
+            return Ok(None);
+        };
+        let id = format!("{}/{}", f.cluster, f.name);
+        let mut start = Record::action_started(
+            action,
+            &format!("{}/forward/{}", f.cluster, f.name),
+            &c.name,
+            c.context.as_deref().unwrap_or_default(),
+            confirmation,
+        );
+        start.actor = self.inner.actor.clone();
+        start.command = Some(format!(
+            "port-forward {} -> {}:{}",
+            f.target, f.bind, f.local_port
+        ));
+        audit
+            .begin_async(start)
+            .await
+            .map(Some)
+            .map_err(|e| ForwardError::Unrecorded {
+                id,
+                detail: e.to_string(),
+            })
+    }
+
+    async fn finish(&self, pending: Option<Pending>, result: String) {
+        let Some(pending) = pending else {
             return;
         };
-        let now = jiff::Timestamp::now().to_string();
-        let record = Record {
-            event: "action".into(),
-            action: Some(action.into()),
-            target: Some(format!("{}/forward/{}", f.cluster, f.name)),
-            result: Some(result),
-            cluster: c.name.clone(),
-            context: c.context.clone().unwrap_or_default(),
-            actor: self.inner.actor.clone(),
-            command: Some(format!(
-                "port-forward {} -> {}:{}",
-                f.target, f.bind, f.local_port
-            )),
-            started_at: now.clone(),
-            finished_at: Some(now),
-            ..Record::default()
-        };
-        let path = audit.path().display().to_string();
-        match tokio::task::spawn_blocking(move || audit.append(&record, &[])).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("cannot write the audit log {path}: {e}"),
-            Err(e) => tracing::warn!("cannot write the audit log {path}: {e}"),
+        if let Err(e) = pending.finish_async(result).await {
+            tracing::warn!("{e}");
         }
     }
 }

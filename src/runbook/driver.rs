@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use super::audit::AuditLog;
+use super::audit::{AuditError, AuditLog};
 use super::exec::StepOutcome;
 use super::lock::{self, Holder, LockError, RunLock};
 use super::parse::{Runbook, VarDecl};
@@ -33,6 +33,10 @@ pub enum RefusalKind {
     Refused,
     /// Something broke underneath (exit 4).
     Internal,
+    /// The step's start record could not be written, so nothing ran (exit 6); the engineer
+    /// may run it without a record by typing the cluster's name
+    /// ([`Driver::run_step_unrecorded`]).
+    Unrecorded,
 }
 
 impl Refusal {
@@ -368,7 +372,8 @@ impl Driver {
             )));
         }
         let reason = self.cancel_reason.clone();
-        self.run
+        let outcome = self
+            .run
             .run_step(
                 request.index,
                 &request.command,
@@ -377,8 +382,42 @@ impl Driver {
                 cancel,
                 move || reason.get(),
             )
-            .await
-            .map_err(|e| Refusal::internal(format!("step {} could not run: {e}", request.name)))
+            .await;
+        outcome.map_err(|e| match AuditError::find(&e) {
+            Some(a) if a.is_start() => Refusal {
+                kind: RefusalKind::Unrecorded,
+                message: a.to_string(),
+            },
+            // The step ran; only its end record is missing: show it to copy.
+            Some(a) => Refusal::internal(format!(
+                "step {} ran, but {a}; copy its end record:\n{}",
+                request.name, a.line
+            )),
+            None => Refusal::internal(format!("step {} could not run: {e}", request.name)),
+        })
+    }
+
+    /// Runs a confirmed step whose start record could not be written, after the engineer typed
+    /// the cluster's name to accept that: its records go to stderr, to be copied.
+    pub async fn run_step_unrecorded(
+        &mut self,
+        request: &StepRequest,
+        confirmation: Confirmation,
+        typed: &str,
+        on_line: impl FnMut(&str),
+        cancel: &CancellationToken,
+    ) -> Result<StepOutcome, Refusal> {
+        let name = self.run.target.name.clone();
+        if typed.trim() != name {
+            return Err(Refusal::refused(format!(
+                "declined; nothing was run ({typed:?} is not {name:?})"
+            )));
+        }
+        let recorded = self.run.audit.clone();
+        self.run.audit = recorded.unrecorded_to_stderr();
+        let outcome = self.run_step(request, confirmation, on_line, cancel).await;
+        self.run.audit = recorded;
+        outcome
     }
 
     /// Records a skip with its reason.
