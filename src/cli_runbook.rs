@@ -8,8 +8,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::exit;
 use crate::config::Config;
-use crate::runbook::audit::{Actor, AuditLog, Record};
-use crate::runbook::lock::{self, Holder, LockError};
+use crate::runbook::audit::{AuditLog, Record};
+use crate::runbook::lock::{self, LockRefusal, RunLockSet};
 use crate::runbook::parse::{Block, Runbook};
 use crate::runbook::run::{self, Confirmation, Run, StepState};
 use crate::runbook::vars::{self, RunVars, Target};
@@ -162,6 +162,70 @@ fn audit_for(config: &Config) -> AuditLog {
 }
 
 pub async fn run(config: &Config, args: &RunArgs) -> i32 {
+    // The run lock outlives every early return below and is released (the Lease deleted,
+    // not left to expire) before the exit code goes back.
+    let mut held = None;
+    let code = run_holding(config, args, &mut held).await;
+    if let Some(locks) = held {
+        locks.release().await;
+    }
+    code
+}
+
+/// Takes the run lock of `cluster`; on an unreachable API, asks for the typed confirmation to
+/// run with the local lock only (never without a terminal). `Err` is the exit code.
+async fn take_run_lock(
+    config: &Config,
+    cluster: &crate::config::ClusterConfig,
+    target: &Target,
+    runbook: &str,
+    tty: bool,
+) -> Result<RunLockSet, i32> {
+    let mut allow_local_only = false;
+    loop {
+        match lock::acquire_run_lock(config, cluster, runbook, allow_local_only).await {
+            Ok(locks) => {
+                for w in locks.warnings() {
+                    eprintln!("warning: {w}");
+                }
+                return Ok(locks);
+            }
+            Err(LockRefusal::Unreachable { reason, .. }) if !allow_local_only => {
+                eprintln!("opsdeck: {reason}");
+                if !tty {
+                    eprintln!(
+                        "opsdeck: refused: the cluster API is unreachable, so the cross-machine lock cannot be taken; running with the local lock only needs the cluster name typed at a terminal, and --yes never covers it"
+                    );
+                    return Err(REFUSED);
+                }
+                let prod = if target.protected { " [PROD]" } else { "" };
+                let typed = prompt_line(&format!(
+                    "The cluster API of {}{prod} is unreachable, so the cross-machine lock cannot be taken; type the cluster name to run with the local lock only: ",
+                    target.name
+                ))
+                .unwrap_or_default();
+                if !run::typed_matches(&typed, target) {
+                    eprintln!(
+                        "opsdeck: declined: {typed:?} is not {:?}; nothing was run",
+                        target.name
+                    );
+                    return Err(REFUSED);
+                }
+                allow_local_only = true;
+            }
+            Err(e) if e.is_refusal() => {
+                eprintln!("opsdeck: refused: {e}");
+                return Err(REFUSED);
+            }
+            Err(e) => {
+                eprintln!("opsdeck: {e}");
+                return Err(exit::INTERNAL);
+            }
+        }
+    }
+}
+
+async fn run_holding(config: &Config, args: &RunArgs, held: &mut Option<RunLockSet>) -> i32 {
     let Some(cluster) = config.cluster(&args.cluster) else {
         let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
         eprintln!(
@@ -253,38 +317,12 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         }
     }
 
-    let actor = Actor::current();
-    let _lock = if args.dry_run {
-        None
-    } else {
-        let (dir, warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
-        if let Some(w) = warning {
-            eprintln!("warning: {w}");
+    if !args.dry_run {
+        match take_run_lock(config, cluster, &target, &runbook.name, tty).await {
+            Ok(locks) => *held = Some(locks),
+            Err(code) => return code,
         }
-        let holder = Holder {
-            user: actor.user.clone(),
-            host: actor.host.clone(),
-            pid: std::process::id(),
-            since: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-            runbook: runbook.name.clone(),
-        };
-        match lock::acquire(&dir, &target.name, &holder) {
-            Ok(l) => Some(l),
-            Err(LockError::Held { holder, .. }) => {
-                eprintln!(
-                    "opsdeck: refused: {} is locked by {holder}; you may watch, not run",
-                    target.name
-                );
-                return REFUSED;
-            }
-            Err(e) => {
-                eprintln!("opsdeck: {e}");
-                return exit::INTERNAL;
-            }
-        }
-    };
+    }
 
     let mut run = match Run::new(runbook.clone(), target.clone(), vars, audit_for(config)) {
         Ok(r) => r,

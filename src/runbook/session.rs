@@ -9,7 +9,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio_util::sync::CancellationToken;
 
 use super::audit::AuditLog;
-use super::lock::{self, Holder, LockError, RunLock};
+use super::lock::{self, LockRefusal, RunLockSet};
 use super::parse::Runbook;
 use super::run::{Confirmation, Run, StepState};
 use super::vars::{RunVars, Target};
@@ -76,7 +76,7 @@ pub enum RunEvent {
 struct Active {
     run: Run,
     cluster: usize,
-    _lock: RunLock,
+    lock: RunLockSet,
 }
 
 /// Runs until `commands` closes. `read_only` is the global `--read-only`.
@@ -112,8 +112,10 @@ pub async fn executor(
         match cmd {
             RunCommand::Cancel => cancel.cancel(),
             RunCommand::Close => {
-                if running.is_none() {
-                    active = None;
+                if running.is_none()
+                    && let Some(a) = active.take()
+                {
+                    a.lock.release().await;
                 }
             }
             RunCommand::SetVars {
@@ -127,7 +129,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                match ensure(&config, &mut active, &runbook, cluster, &send) {
+                match ensure(&config, &mut active, &runbook, cluster, &send).await {
                     Some(a) => {
                         for (k, v, secret) in values {
                             a.run.vars.set(&k, v, secret);
@@ -151,7 +153,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send) else {
+                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send).await else {
                     continue;
                 };
                 match a.run.skip(index, &reason) {
@@ -178,7 +180,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send) else {
+                let Some(a) = ensure(&config, &mut active, &runbook, cluster, &send).await else {
                     continue;
                 };
                 let step = &runbook.steps[index];
@@ -234,7 +236,7 @@ pub async fn executor(
 }
 
 /// The active run for (runbook, cluster), starting one (lock + audit) when needed.
-fn ensure<'a>(
+async fn ensure<'a>(
     config: &Config,
     active: &'a mut Option<Active>,
     runbook: &Arc<Runbook>,
@@ -257,24 +259,15 @@ fn ensure<'a>(
             send(RunEvent::Refused { reason });
             return None;
         }
-        let (dir, _warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
-        let actor = super::audit::Actor::current();
-        let holder = Holder {
-            user: actor.user.clone(),
-            host: actor.host.clone(),
-            pid: std::process::id(),
-            since: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-            runbook: runbook.name.clone(),
-        };
-        let lock = match lock::acquire(&dir, &target.name, &holder) {
+        let lock = match lock::acquire_run_lock(config, cfg, &runbook.name, false).await {
             Ok(l) => l,
-            Err(LockError::Held { holder, .. }) => {
+            // Running on the local lock alone needs the cluster's name typed; the console
+            // has no such dialog yet (a follow-up), so it says where to do it.
+            Err(LockRefusal::Unreachable { cluster, reason }) => {
                 send(RunEvent::Refused {
                     reason: format!(
-                        "{} is locked by {holder}; you may watch, not run",
-                        target.name
+                        "the API of {cluster} is unreachable ({reason}), so the cross-machine lock cannot be taken; running with the local lock only needs the cluster name typed: use `opsdeck runbook run {} --cluster {cluster}` at a terminal",
+                        runbook.name
                     ),
                 });
                 return None;
@@ -286,6 +279,9 @@ fn ensure<'a>(
                 return None;
             }
         };
+        for w in lock.warnings() {
+            tracing::warn!("runbook lock: {w}");
+        }
         let vars = RunVars::for_target(&target);
         let run = match Run::new(
             runbook.clone(),
@@ -309,11 +305,7 @@ fn ensure<'a>(
         send(RunEvent::Vars {
             shown: run.vars.shown(),
         });
-        *active = Some(Active {
-            run,
-            cluster,
-            _lock: lock,
-        });
+        *active = Some(Active { run, cluster, lock });
     }
     active.as_mut()
 }
