@@ -508,7 +508,7 @@ mod lease_api {
             let won: Vec<_> = [a, b]
                 .into_iter()
                 .filter_map(|o| match o {
-                    LeaseOutcome::Acquired(g) => Some(g),
+                    LeaseOutcome::Acquired(g) => Some(*g),
                     LeaseOutcome::Held(_) => None,
                     other => panic!("{other:?}"),
                 })
@@ -552,7 +552,7 @@ mod lease_api {
             other => panic!("expected 409 AlreadyExists, got {other:?}"),
         }
         assert!(guard.lost().is_none());
-        guard.release().await;
+        (*guard).release().await;
         assert!(api.get_opt(lease::NAME).await.unwrap().is_none());
     }
 
@@ -570,7 +570,7 @@ mod lease_api {
         api.replace(lease::NAME, &PostParams::default(), &l)
             .await
             .unwrap();
-        guard.release().await;
+        (*guard).release().await;
         let left = api.get(lease::NAME).await.unwrap();
         assert_eq!(
             left.spec.unwrap().holder_identity.as_deref(),

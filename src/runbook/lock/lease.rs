@@ -66,8 +66,9 @@ impl std::fmt::Display for LeaseHolder {
 /// What taking the Lease came to.
 #[derive(Debug)]
 pub enum LeaseOutcome {
-    /// Ours, renewed until released. `took_over` names an expired holder it replaced.
-    Acquired(LeaseGuard),
+    /// Ours, renewed until released ([`LeaseGuard::took_over`] names an expired holder it
+    /// replaced).
+    Acquired(Box<LeaseGuard>),
     /// A live Lease of someone else.
     Held(LeaseHolder),
     /// The API did not answer, or refused Leases: the cross-machine lock cannot be taken
@@ -294,12 +295,12 @@ pub async fn acquire_on(api: Api<Lease>, me: &Claim, renew_every: Duration) -> L
         };
         match written {
             Ok((lease, took_over)) => {
-                return LeaseOutcome::Acquired(LeaseGuard::start(
+                return LeaseOutcome::Acquired(Box::new(LeaseGuard::start(
                     api,
                     lease,
                     took_over,
                     renew_every,
-                ));
+                )));
             }
             Err(Failed::Unreachable(r)) => return LeaseOutcome::Unreachable(r),
             // Someone wrote it between our read and our write: look again.

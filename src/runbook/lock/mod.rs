@@ -159,7 +159,7 @@ pub async fn acquire_run_lock(
                     lease::DURATION_S
                 ));
             }
-            Some(guard)
+            Some(*guard)
         }
         LeaseOutcome::Held(h) => {
             return Err(LockRefusal::Held {
