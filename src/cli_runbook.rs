@@ -233,7 +233,9 @@ fn audit_for(config: &Config) -> AuditLog {
 fn refusal_code(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Usage => exit::USAGE,
-        RefusalKind::Refused | RefusalKind::Unrecorded => REFUSED,
+        RefusalKind::Refused | RefusalKind::Unrecorded | RefusalKind::LockUnreachable => {
+            REFUSED
+        }
         RefusalKind::Internal => exit::INTERNAL,
     }
 }
@@ -243,6 +245,7 @@ fn refuse(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Refused => eprintln!("opsdeck: refused: {}", r.message),
         RefusalKind::Unrecorded => eprintln!("opsdeck: refused, nothing was run: {}", r.message),
+        RefusalKind::LockUnreachable => eprintln!("opsdeck: refused: {}", r.message),
         _ => eprintln!("opsdeck: {}", r.message),
     }
     refusal_code(r)
@@ -340,7 +343,36 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         }
     };
     if !args.dry_run {
-        match driver.lock(config) {
+        let taken = match driver.lock(config).await {
+            Err(r) if r.kind == RefusalKind::LockUnreachable => {
+                eprintln!("opsdeck: {}", r.message);
+                if !tty {
+                    eprintln!(
+                        "opsdeck: refused: running with the local lock only needs the cluster name typed at a terminal, and --yes never covers it"
+                    );
+                    return REFUSED;
+                }
+                let prod = if driver.target().protected {
+                    " [PROD]"
+                } else {
+                    ""
+                };
+                let question = format!(
+                    "The cluster API of {}{prod} is unreachable, so the cross-machine lock cannot be taken; type the cluster name to run with the local lock only: ",
+                    driver.target().name
+                );
+                match prompt_line(&question, &signals).await {
+                    Ok(typed) => {
+                        driver
+                            .lock_local_only(config, &typed.unwrap_or_default())
+                            .await
+                    }
+                    Err(code) => return code,
+                }
+            }
+            other => other,
+        };
+        match taken {
             Ok(warnings) => {
                 for w in warnings {
                     eprintln!("warning: {w}");
@@ -350,7 +382,7 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         }
     }
     let code = drive(&mut driver, args, &selected, tty, &signals).await;
-    driver.close();
+    driver.close().await;
     code
 }
 

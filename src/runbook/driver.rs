@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::audit::{AuditError, AuditLog};
 use super::exec::StepOutcome;
-use super::lock::{self, Holder, LockError, RunLock};
+use super::lock::{self, LockRefusal, RunLockSet};
 use super::parse::{Runbook, VarDecl};
 use super::run::{self, Confirmation, Run, StepState};
 use super::vars::{RunVars, Target};
@@ -37,6 +37,10 @@ pub enum RefusalKind {
     /// may run it without a record by typing the cluster's name
     /// ([`Driver::run_step_unrecorded`]).
     Unrecorded,
+    /// The cluster's API cannot be reached, so the cross-machine lock (the Lease) cannot be
+    /// taken (exit 6); the engineer may run on the local lock alone by typing the cluster's
+    /// name ([`Driver::lock_local_only`]).
+    LockUnreachable,
 }
 
 impl Refusal {
@@ -128,7 +132,7 @@ impl CancelReason {
 pub struct Driver {
     run: Run,
     read_only: bool,
-    lock: Option<RunLock>,
+    lock: Option<RunLockSet>,
     /// Set before a cancel token fires, so the end record says why.
     pub cancel_reason: CancelReason,
 }
@@ -191,38 +195,65 @@ impl Driver {
         self.lock.is_some()
     }
 
-    /// Takes the cluster's run lock for as long as this run is open. Returns warnings to show
-    /// (a fallback lock folder).
-    pub fn lock(&mut self, config: &Config) -> Result<Vec<String>, Refusal> {
+    /// Takes the cluster's run lock (the local lock file and the Lease in the cluster) for as
+    /// long as this run is open. Returns warnings to show (a fallback lock folder, a Lease
+    /// taken over).
+    pub async fn lock(&mut self, config: &Config) -> Result<Vec<String>, Refusal> {
+        self.take_lock(config, false).await
+    }
+
+    /// After [`RefusalKind::LockUnreachable`]: the local lock alone, once the engineer typed
+    /// the cluster's name to accept that the cross-machine lock is unavailable.
+    pub async fn lock_local_only(
+        &mut self,
+        config: &Config,
+        typed: &str,
+    ) -> Result<Vec<String>, Refusal> {
+        let name = self.run.target.name.clone();
+        if typed.trim() != name {
+            return Err(Refusal::refused(format!(
+                "declined; nothing was run ({typed:?} is not {name:?})"
+            )));
+        }
+        self.take_lock(config, true).await
+    }
+
+    async fn take_lock(
+        &mut self,
+        config: &Config,
+        allow_local_only: bool,
+    ) -> Result<Vec<String>, Refusal> {
         if self.lock.is_some() {
             return Ok(vec![]);
         }
-        let (dir, warning) = lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir());
-        let holder = Holder {
-            user: self.run.actor.user.clone(),
-            host: self.run.actor.host.clone(),
-            pid: std::process::id(),
-            since: jiff::Timestamp::now()
-                .strftime("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-            runbook: self.run.runbook.name.clone(),
-        };
-        match lock::acquire(&dir, &self.run.target.name, &holder) {
-            Ok(l) => self.lock = Some(l),
-            Err(LockError::Held { holder, .. }) => {
-                return Err(Refusal::refused(format!(
-                    "{} is locked by {holder}; you may watch, not run",
-                    self.run.target.name
-                )));
+        let name = self.run.target.name.clone();
+        let cluster = config
+            .cluster(&name)
+            .ok_or_else(|| Refusal::usage(format!("no cluster named {name:?}")))?;
+        match lock::acquire_run_lock(config, cluster, &self.run.runbook.name, allow_local_only)
+            .await
+        {
+            Ok(l) => {
+                let warnings = l.warnings().to_vec();
+                self.lock = Some(l);
+                Ok(warnings)
             }
-            Err(e) => return Err(Refusal::internal(e.to_string())),
+            Err(LockRefusal::Unreachable { reason, .. }) => Err(Refusal {
+                kind: RefusalKind::LockUnreachable,
+                message: format!(
+                    "the cluster API of {name} is unreachable ({reason}), so the cross-machine lock cannot be taken"
+                ),
+            }),
+            Err(e) if e.is_refusal() => Err(Refusal::refused(e.to_string())),
+            Err(e) => Err(Refusal::internal(e.to_string())),
         }
-        Ok(warning.into_iter().collect())
     }
 
-    /// Releases the lock: the run is over (finished or abandoned).
-    pub fn close(&mut self) {
-        self.lock = None;
+    /// Releases the lock (the Lease deleted): the run is over (finished or abandoned).
+    pub async fn close(&mut self) {
+        if let Some(l) = self.lock.take() {
+            l.release().await;
+        }
     }
 
     /// Sets a declared or extra variable from a front end. Secret values never come from the

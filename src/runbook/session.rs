@@ -123,7 +123,10 @@ pub async fn executor(
                 if let Some(handle) = running.take()
                     && let Ok(mut a) = handle.await
                 {
-                    a.driver.close();
+                    a.driver.close().await;
+                }
+                if let Some(mut a) = active.take() {
+                    a.driver.close().await;
                 }
                 return;
             }
@@ -131,7 +134,7 @@ pub async fn executor(
                 if running.is_none()
                     && let Some(mut a) = active.take()
                 {
-                    a.driver.close();
+                    a.driver.close().await;
                 }
             }
             RunCommand::SetVars {
@@ -145,7 +148,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -170,7 +173,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -196,7 +199,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send)
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -252,13 +255,18 @@ pub async fn executor(
     }
     reason.set("the console closed");
     cancel.cancel();
-    if let Some(handle) = running.take() {
-        let _ = handle.await;
+    if let Some(handle) = running.take()
+        && let Ok(mut a) = handle.await
+    {
+        a.driver.close().await;
+    }
+    if let Some(mut a) = active.take() {
+        a.driver.close().await;
     }
 }
 
 /// The active run for (runbook, cluster), starting one (lock + audit) when needed.
-fn ensure<'a>(
+async fn ensure<'a>(
     config: &Config,
     read_only: bool,
     active: &'a mut Option<Active>,
@@ -271,7 +279,7 @@ fn ensure<'a>(
         .is_some_and(|a| a.cluster == cluster && Arc::ptr_eq(a.driver.runbook(), runbook));
     if !same {
         if let Some(mut old) = active.take() {
-            old.driver.close();
+            old.driver.close().await;
         }
         let refuse = |reason: String| send(RunEvent::Refused { reason });
         let Some(name) = config.clusters.get(cluster).map(|c| c.name.clone()) else {
@@ -293,7 +301,7 @@ fn ensure<'a>(
                 return None;
             }
         };
-        match driver.lock(config) {
+        match driver.lock(config).await {
             Ok(warnings) => {
                 for w in warnings {
                     send(RunEvent::Output {
@@ -301,6 +309,15 @@ fn ensure<'a>(
                         lines: vec![format!("warning: {w}")],
                     });
                 }
+            }
+            // Running on the local lock alone needs the cluster's name typed; the console has
+            // no such dialog yet, so it says where to do it.
+            Err(r) if r.kind == super::driver::RefusalKind::LockUnreachable => {
+                refuse(format!(
+                    "{}; running with the local lock only needs the cluster name typed: use `opsdeck runbook run {} --cluster {name}` at a terminal",
+                    r.message, runbook.name
+                ));
+                return None;
             }
             Err(r) => {
                 refuse(r.message);

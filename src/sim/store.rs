@@ -118,6 +118,16 @@ pub static CRONJOBS: ResourceKind = kind!(
     &["cj"]
 );
 pub static JOBS: ResourceKind = kind!("batch", "v1", "jobs", "job", "Job", true, &[]);
+/// Leases: the runbook run lock across machines (`opsdeck-runbook-lock` in `default`).
+pub static LEASES: ResourceKind = kind!(
+    "coordination.k8s.io",
+    "v1",
+    "leases",
+    "lease",
+    "Lease",
+    true,
+    &[]
+);
 
 /// Every kind the simulated API server knows, in discovery order.
 pub static KINDS: &[&ResourceKind] = &[
@@ -133,6 +143,7 @@ pub static KINDS: &[&ResourceKind] = &[
     &REPLICASETS,
     &CRONJOBS,
     &JOBS,
+    &LEASES,
 ];
 
 /// Looks a kind up by its API group and plural name.
@@ -214,6 +225,37 @@ pub struct Store {
 /// Encoded versions kept before the cache is dropped and refilled on demand.
 const ENCODED_CAP: usize = 50_000;
 
+/// What a write expects to find stored under the object's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect<'a> {
+    /// Create or replace, whatever is there (an unconditional update).
+    Anything,
+    /// A create: nothing by that name.
+    Absent,
+    /// A replace that carried `metadata.resourceVersion`: exactly this version.
+    Version(&'a str),
+}
+
+/// Why a conditional write was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A create found an object by that name (409 AlreadyExists).
+    Exists,
+    /// Nothing by that name (404 NotFound).
+    Missing,
+    /// The stored object has another resourceVersion (409 Conflict).
+    Conflict { stored: String },
+    /// A delete's uid precondition did not match (409 Conflict).
+    UidMismatch { stored: String },
+}
+
+/// DeleteOptions' `preconditions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Preconditions {
+    pub resource_version: Option<String>,
+    pub uid: Option<String>,
+}
+
 /// Result of looking up a watch start point.
 pub enum Since {
     /// Events after the requested resourceVersion (may be empty).
@@ -289,10 +331,22 @@ impl Store {
 
     /// Adds or replaces an object, emitting ADDED or MODIFIED. Fills in uid,
     /// creationTimestamp and resourceVersion; returns the stored object.
-    pub fn put(&self, kind: &'static ResourceKind, mut obj: Value) -> Arc<Value> {
+    pub fn put(&self, kind: &'static ResourceKind, obj: Value) -> Arc<Value> {
+        match self.put_expecting(kind, obj, Expect::Anything) {
+            Ok(stored) => stored,
+            Err(_) => unreachable!("Expect::Anything is never refused"),
+        }
+    }
+
+    /// [`Store::put`] when what is stored now meets `expect`, checked under the same lock as
+    /// the write (the API server's optimistic concurrency: two writers cannot both win).
+    pub fn put_expecting(
+        &self,
+        kind: &'static ResourceKind,
+        mut obj: Value,
+        expect: Expect<'_>,
+    ) -> Result<Arc<Value>, Refusal> {
         let mut inner = self.write();
-        inner.rv += 1;
-        let rv = inner.rv;
         let ns = if kind.namespaced {
             meta_str(&obj, "namespace").to_string()
         } else {
@@ -304,6 +358,18 @@ impl Store {
             .get(kind.plural)
             .and_then(|m| m.get(&(ns.clone(), name.clone())))
             .cloned();
+        match (&expect, &existing) {
+            (Expect::Absent, Some(_)) => return Err(Refusal::Exists),
+            (Expect::Version(_), None) => return Err(Refusal::Missing),
+            (Expect::Version(want), Some(e)) if meta_str(e, "resourceVersion") != *want => {
+                return Err(Refusal::Conflict {
+                    stored: meta_str(e, "resourceVersion").to_string(),
+                });
+            }
+            _ => {}
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
         if let Some(map) = obj.as_object_mut() {
             map.insert("apiVersion".into(), Value::String(kind.api_version()));
             map.insert("kind".into(), Value::String(kind.kind.into()));
@@ -343,7 +409,7 @@ impl Store {
         self.push_event(&mut inner, kind, event_type, obj.clone());
         drop(inner);
         self.changed.send_replace(rv);
-        obj
+        Ok(obj)
     }
 
     /// Inserts objects without emitting events (the initial state); each still gets
@@ -392,6 +458,19 @@ impl Store {
 
     /// Deletes an object, emitting DELETED. Returns whether it existed.
     pub fn delete(&self, kind: &'static ResourceKind, namespace: &str, name: &str) -> bool {
+        self.delete_expecting(kind, namespace, name, &Preconditions::default())
+            .is_ok()
+    }
+
+    /// Deletes an object whose resourceVersion and uid meet `pre` (DeleteOptions'
+    /// preconditions), emitting DELETED; returns the object as it was.
+    pub fn delete_expecting(
+        &self,
+        kind: &'static ResourceKind,
+        namespace: &str,
+        name: &str,
+        pre: &Preconditions,
+    ) -> Result<Arc<Value>, Refusal> {
         let mut inner = self.write();
         let key = (
             if kind.namespaced {
@@ -401,12 +480,28 @@ impl Store {
             },
             name.to_string(),
         );
-        let Some(old) = inner
-            .objects
-            .get_mut(kind.plural)
-            .and_then(|m| m.remove(&key))
-        else {
-            return false;
+        let Some(map) = inner.objects.get_mut(kind.plural) else {
+            return Err(Refusal::Missing);
+        };
+        let Some(current) = map.get(&key) else {
+            return Err(Refusal::Missing);
+        };
+        if let Some(want) = pre.resource_version.as_deref()
+            && meta_str(current, "resourceVersion") != want
+        {
+            return Err(Refusal::Conflict {
+                stored: meta_str(current, "resourceVersion").to_string(),
+            });
+        }
+        if let Some(want) = pre.uid.as_deref()
+            && meta_str(current, "uid") != want
+        {
+            return Err(Refusal::UidMismatch {
+                stored: meta_str(current, "uid").to_string(),
+            });
+        }
+        let Some(old) = map.remove(&key) else {
+            return Err(Refusal::Missing);
         };
         inner.rv += 1;
         let rv = inner.rv;
@@ -417,7 +512,7 @@ impl Store {
         self.push_event(&mut inner, kind, EventType::Deleted, Arc::new(obj));
         drop(inner);
         self.changed.send_replace(rv);
-        true
+        Ok(old)
     }
 
     fn push_event(

@@ -1,6 +1,6 @@
 //! Server-side printing: `meta.k8s.io/v1` Tables as `kubectl get` asks for them
 //! (`Accept: application/json;as=Table;v=v1;g=meta.k8s.io`), with the columns the real
-//! API server prints for pods, deployments, nodes and services, and NAME/AGE otherwise.
+//! API server prints for pods, deployments, nodes, services and leases, and NAME/AGE otherwise.
 
 use serde_json::{Value, json};
 
@@ -214,6 +214,16 @@ pub fn columns(kind: &ResourceKind) -> Vec<Value> {
                 "The number of times this event has occurred.",
             ),
             col("Name", "string", 1, NAME_DESC),
+        ],
+        "leases" => vec![
+            col("Name", "string", 0, NAME_DESC),
+            col(
+                "Holder",
+                "string",
+                0,
+                "holderIdentity contains the identity of the holder of a current lease. If Coordinated Leader Election is used, the holder identity must be equal to the elected LeaseCandidate.metadata.name field.",
+            ),
+            col("Age", "string", 0, AGE_DESC),
         ],
         _ => vec![
             col("Name", "string", 0, NAME_DESC),
@@ -489,6 +499,11 @@ fn cells(kind: &ResourceKind, obj: &Value) -> Vec<Value> {
                 name,
             ]
         }
+        "leases" => vec![
+            name,
+            json!(s(obj, &["spec", "holderIdentity"]).unwrap_or("")),
+            age,
+        ],
         _ => vec![name, age],
     }
 }

@@ -145,7 +145,7 @@ pub async fn handle(shared: Arc<ClusterShared>, req: Request) -> Result<Response
         }
         (Method::PATCH, Some(name), false) => patch(&shared, &t, &name, body, &content_type),
         (Method::PUT, Some(name), false) => replace(&shared, &t, &name, body),
-        (Method::DELETE, Some(name), false) => delete(&shared, &t, &name),
+        (Method::DELETE, Some(name), false) => delete(&shared, &t, &name, body.as_ref()),
         (Method::POST, None, false) => create(&shared, &t, body),
         (m, _, _) => status_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -219,7 +219,7 @@ fn patch(
     if t.kind.namespaced {
         new["metadata"]["namespace"] = json!(t.ns);
     }
-    apply_update(shared, t.kind, &old, new)
+    apply_update(shared, t.kind, &old, new, None)
 }
 
 fn replace(shared: &Arc<ClusterShared>, t: &Target, name: &str, body: Option<Value>) -> Response {
@@ -242,8 +242,43 @@ fn replace(shared: &Arc<ClusterShared>, t: &Target, name: &str, body: Option<Val
     if new.get("status").is_none() {
         new["status"] = old["status"].clone();
     }
-    apply_update(shared, t.kind, &old, new)
+    // A resourceVersion in the body makes the replace conditional, as on a real API server
+    // (optimistic concurrency); without one it is an unconditional update.
+    let expected = new["metadata"]["resourceVersion"]
+        .as_str()
+        .filter(|rv| !rv.is_empty())
+        .map(str::to_string);
+    apply_update(shared, t.kind, &old, new, expected.as_deref())
 }
+
+/// The real API server's 409 for a write based on a stale resourceVersion.
+fn conflict(t: &Target, name: &str, why: &str) -> Response {
+    let group = if t.kind.group.is_empty() {
+        String::new()
+    } else {
+        format!(".{}", t.kind.group)
+    };
+    status_error_with(
+        StatusCode::CONFLICT,
+        "Conflict",
+        &format!(
+            "Operation cannot be fulfilled on {}{group} \"{name}\": {why}",
+            t.kind.plural
+        ),
+        json!({"name": name, "group": t.kind.group, "kind": t.kind.plural}),
+    )
+}
+
+fn status_error_with(code: StatusCode, reason: &str, message: &str, details: Value) -> Response {
+    json_response(
+        code,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": message, "reason": reason, "details": details, "code": code.as_u16()}),
+    )
+}
+
+const MODIFIED: &str =
+    "the object has been modified; please apply your changes to the latest version and try again";
 
 /// Stores an updated object and lets its controller react to what changed.
 fn apply_update(
@@ -251,6 +286,7 @@ fn apply_update(
     kind: &'static ResourceKind,
     old: &Value,
     mut new: Value,
+    expected: Option<&str>,
 ) -> Response {
     let spec_changed = old["spec"] != new["spec"];
     if spec_changed {
@@ -264,7 +300,30 @@ fn apply_update(
     }
     let template_changed = old["spec"]["template"] != new["spec"]["template"];
     let replicas_changed = old["spec"]["replicas"] != new["spec"]["replicas"];
-    let stored = shared.store.put(kind, new);
+    let name = new["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let expect = match expected {
+        Some(rv) => store::Expect::Version(rv),
+        None => store::Expect::Anything,
+    };
+    let stored = match shared.store.put_expecting(kind, new, expect) {
+        Ok(stored) => stored,
+        Err(store::Refusal::Missing) => {
+            return status_error(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                &format!("{} \"{name}\" not found", kind.plural),
+            );
+        }
+        Err(_) => {
+            let t = Target {
+                kind,
+                ns: String::new(),
+                name: None,
+                sub: None,
+            };
+            return conflict(&t, &name, MODIFIED);
+        }
+    };
     if let Some(w) = workload_kind(kind) {
         let ns = stored["metadata"]["namespace"]
             .as_str()
@@ -389,7 +448,7 @@ fn set_scale(
     };
     let mut new = (*old).clone();
     new["spec"]["replicas"] = json!(replicas);
-    let _ = apply_update(shared, t.kind, &old, new);
+    let _ = apply_update(shared, t.kind, &old, new, None);
     match shared.store.get(t.kind, &t.ns, name) {
         Some(obj) => json_response(StatusCode::OK, &strip(scale_object(&obj, t.kind))),
         None => not_found(t, name),
@@ -428,13 +487,6 @@ fn create(shared: &Arc<ClusterShared>, t: &Target, body: Option<Value>) -> Respo
         obj["metadata"]["namespace"] = json!(t.ns);
     }
     let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
-    if shared.store.get(t.kind, &t.ns, &name).is_some() {
-        return status_error(
-            StatusCode::CONFLICT,
-            "AlreadyExists",
-            &format!("{} \"{name}\" already exists", t.kind.plural),
-        );
-    }
     if let Some(m) = obj["metadata"].as_object_mut() {
         m.remove("resourceVersion");
         m.remove("uid");
@@ -446,20 +498,72 @@ fn create(shared: &Arc<ClusterShared>, t: &Target, body: Option<Value>) -> Respo
         obj["status"] =
             json!({"startTime": now_rfc3339(), "active": 1, "ready": 0, "terminating": 0});
     }
-    let stored = shared.store.put(t.kind, obj);
+    // Checked under the store's lock: of two racing creates, exactly one wins.
+    let stored = match shared
+        .store
+        .put_expecting(t.kind, obj, store::Expect::Absent)
+    {
+        Ok(stored) => stored,
+        Err(_) => {
+            let group = if t.kind.group.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", t.kind.group)
+            };
+            return status_error_with(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                &format!("{}{group} \"{name}\" already exists", t.kind.plural),
+                json!({"name": name, "group": t.kind.group, "kind": t.kind.plural}),
+            );
+        }
+    };
     if is_job {
         start_job(shared.clone(), &stored);
     }
     json_response(StatusCode::CREATED, &stored)
 }
 
-fn delete(shared: &Arc<ClusterShared>, t: &Target, name: &str) -> Response {
-    let Some(old) = shared.store.get(t.kind, &t.ns, name) else {
-        return not_found(t, name);
+fn delete(
+    shared: &Arc<ClusterShared>,
+    t: &Target,
+    name: &str,
+    options: Option<&Value>,
+) -> Response {
+    let pre = options.map(|o| &o["preconditions"]);
+    let field = |k: &str| {
+        pre.and_then(|p| p[k].as_str())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string)
     };
-    if !shared.store.delete(t.kind, &t.ns, name) {
-        return not_found(t, name);
-    }
+    let pre = store::Preconditions {
+        resource_version: field("resourceVersion"),
+        uid: field("uid"),
+    };
+    let old = match shared.store.delete_expecting(t.kind, &t.ns, name, &pre) {
+        Ok(old) => old,
+        Err(store::Refusal::Conflict { stored }) => {
+            let want = pre.resource_version.as_deref().unwrap_or("");
+            return conflict(
+                t,
+                name,
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {stored}"
+                ),
+            );
+        }
+        Err(store::Refusal::UidMismatch { stored }) => {
+            let want = pre.uid.as_deref().unwrap_or("");
+            return conflict(
+                t,
+                name,
+                &format!(
+                    "Precondition failed: UID in precondition: {want}, UID in object meta: {stored}"
+                ),
+            );
+        }
+        Err(_) => return not_found(t, name),
+    };
     if t.kind.plural == "pods" && t.kind.group.is_empty() {
         record(shared, &old, "Normal", "Killing", "Stopping container");
         replace_pod(shared, &old);
