@@ -469,6 +469,21 @@ fn quitting_while_a_step_runs_asks_first() {
     assert_eq!(press(&mut s, &["q"]), [Effect::Quit]);
 }
 
+#[test]
+fn the_console_shows_the_lock_folder_fallback_warning() {
+    let not_a_dir = tempfile::NamedTempFile::new().unwrap();
+    let mut cfg = config(false);
+    cfg.lock_dir = not_a_dir.path().join("locks");
+    let warning = opsdeck::cli::lock_dir_warning(&cfg).expect("a warning");
+    assert!(warning.contains("not writable"), "{warning}");
+    let mut s = state_with(&cfg, RB);
+    s.warnings.insert(0, warning);
+    let screen = draw(&s, 160, 48);
+    assert!(screen.contains("lock_dir"), "{screen}");
+    cfg.lock_dir = tempfile::tempdir().unwrap().keep();
+    assert_eq!(opsdeck::cli::lock_dir_warning(&cfg), None);
+}
+
 fn argo_state() -> AppState {
     let app = |name: &str| AppSummary {
         name: name.into(),
