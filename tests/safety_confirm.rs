@@ -392,7 +392,12 @@ fn the_confirmation_shows_the_context_the_executor_reported() {
     );
     // Until it answers, the confirmation names no target and cannot be accepted.
     let screen = draw(&s, 80, 24);
-    assert!(screen.contains("not known yet"), "{screen}");
+    assert!(
+        screen.contains("not known yet")
+            && screen.contains("Preparing the run")
+            && !screen.contains("Run this step?"),
+        "{screen}"
+    );
     assert!(steps(&press(&mut s, &["y"])).is_empty());
     // A late report of another cluster's run is not this run's target.
     executor_vars(&mut s, "production", "prod-ctx");

@@ -326,6 +326,13 @@ fn show_target(c: &mut Confirm, view: &RunbookView, target: &str, protected: boo
         )
     };
     let changed = c.target != new_target || c.vars != vars || c.waiting != waiting;
+    // Until the target is known the box does not ask anything.
+    c.title = match (&waiting, &c.proof) {
+        (Some(_), _) => " Preparing the run… ",
+        (None, Proof::Key) => " Run this step? ",
+        (None, Proof::Typed(_)) => " DESTRUCTIVE step: type the cluster name ",
+    }
+    .into();
     c.target = new_target;
     c.vars = vars;
     c.waiting = waiting;
