@@ -502,6 +502,12 @@ async fn run_console(cli: &Cli) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
+/// The warning `runbook run` prints when `lock_dir` cannot be written and the run lock falls
+/// back to another folder (other users' runs would not see the lock).
+pub fn lock_dir_warning(config: &Config) -> Option<String> {
+    crate::runbook::lock::usable_dir(&config.lock_dir, &config.fallback_lock_dir()).1
+}
+
 /// The console's initial state with every source spawned.
 fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) {
     let user = Keymap::user_overrides_path();
@@ -517,6 +523,10 @@ fn console_state(config: &Config, cli: &Cli) -> (AppState, crate::tui::Workers) 
     let mut state = AppState::new(config, keymap, jiff::Timestamp::now());
     state.warnings = warnings;
     state.read_only = cli.read_only;
+    // The CLI prints this when a run starts; the console says it from the start.
+    if !config.clusters.is_empty() {
+        state.warnings.splice(0..0, lock_dir_warning(config));
+    }
     let (catalog, problems) = crate::runbook::catalog(config.runbooks_dir.as_deref());
     state.runbooks = catalog.into_iter().map(|(r, _)| r).collect();
     state.warnings.extend(problems);

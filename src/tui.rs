@@ -10,7 +10,7 @@ use crossterm::event::{
     Event as TermEvent, EventStream, KeyCode as CtKey, KeyEventKind, KeyModifiers,
 };
 use crossterm::{cursor, execute, terminal};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use ratatui::Terminal;
 use ratatui::backend::{Backend, ClearType, CrosstermBackend, WindowSize};
@@ -304,21 +304,51 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut dirty = true;
     let mut last_draw = Instant::now() - FRAME;
+    // Effects of keys handled just before a draw, carried out before that draw.
+    let mut pending_effects: Vec<Effect> = Vec::new();
     'console: loop {
         if dirty && last_draw.elapsed() >= FRAME {
-            term.draw(|f| {
-                ui::render(f, &state, theme);
-            })?;
-            // Learn the page size for page up/down from what was drawn.
-            state.page = term
-                .size()
-                .map(|s| s.height.saturating_sub(4) as usize)
-                .unwrap_or(10);
-            dirty = false;
-            last_draw = Instant::now();
+            // Keys already typed are handled before the frame that follows them is drawn: a
+            // key typed before a confirmation was on screen must not count as confirming it.
+            let mut early = Vec::new();
+            while let Some(Some(ev)) = input.next().now_or_never() {
+                match ev {
+                    Ok(TermEvent::Key(k)) => {
+                        if let Some(key) = translate(k) {
+                            early.extend(update(&mut state, Event::Key(key)));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "terminal input failed");
+                        early.extend(update(&mut state, Event::Terminate));
+                    }
+                }
+            }
+            if !early.is_empty() || state.quit {
+                // Carry them out like any other event's effects (below), then draw.
+                pending_effects = early;
+                dirty = true;
+            } else {
+                term.draw(|f| {
+                    ui::render(f, &state, theme);
+                })?;
+                // The frame is on screen: an open confirmation may now be answered.
+                update(&mut state, Event::Drawn);
+                // Learn the page size for page up/down from what was drawn.
+                if let Ok(size) = term.size() {
+                    state.page = size.height.saturating_sub(4) as usize;
+                    state.screen = (size.width, size.height);
+                }
+                dirty = false;
+                last_draw = Instant::now();
+            }
         }
         let redraw_at = last_draw + FRAME;
-        let event = tokio::select! {
+        let event = if !pending_effects.is_empty() || state.quit {
+            None
+        } else {
+            Some(tokio::select! {
             ev = input.next() => match ev {
                 Some(Ok(TermEvent::Key(k))) => match translate(k) {
                     Some(key) => Event::Key(key),
@@ -337,8 +367,12 @@ pub async fn run(mut state: AppState, workers: Workers, theme: Theme) -> anyhow:
             _ = sighup.recv() => { quit_reason = "SIGHUP"; Event::Terminate }
             _ = sigint.recv() => continue,
             _ = tokio::time::sleep_until(redraw_at), if dirty => continue,
+            })
         };
-        let mut effects = update(&mut state, event);
+        let mut effects = std::mem::take(&mut pending_effects);
+        if let Some(event) = event {
+            effects.extend(update(&mut state, event));
+        }
         // Drain everything already waiting so a burst becomes one frame.
         while let Ok(ev) = sources.try_recv() {
             effects.extend(update(&mut state, Event::Source(ev)));

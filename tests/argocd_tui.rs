@@ -1,9 +1,10 @@
-//! ArgoCD actions through the reducer: the modal holds the exact action, a protected cluster
+//! ArgoCD actions through the reducer: the confirmation holds the exact action, a protected cluster
 //! needs its name typed for a sync, a rollback is always typed, and read-only refuses.
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use opsdeck::app::confirm::Proof;
 use opsdeck::app::{AppState, Effect, Event, update};
 use opsdeck::config::{ClusterConfig, Config};
 use opsdeck::keymap::{EMBEDDED, Key, Keymap};
@@ -90,28 +91,39 @@ fn state(read_only: bool) -> AppState {
     s
 }
 
+/// Keys one at a time, a frame drawn after each (a confirmation counts keys only once drawn).
 fn keys(s: &mut AppState, seq: &[&str]) -> Vec<Effect> {
-    seq.iter()
-        .flat_map(|k| update(s, Event::Key(k.parse().unwrap())))
-        .collect()
+    let mut effects = Vec::new();
+    for k in seq {
+        effects.extend(update(s, Event::Key(k.parse().unwrap())));
+        update(s, Event::Drawn);
+    }
+    effects
 }
 
 fn typed(s: &mut AppState, text: &str) -> Vec<Effect> {
-    text.chars()
-        .flat_map(|c| update(s, Event::Key(Key::ch(c))))
-        .collect()
+    let mut effects = Vec::new();
+    for c in text.chars() {
+        effects.extend(update(s, Event::Key(Key::ch(c))));
+        update(s, Event::Drawn);
+    }
+    effects
+}
+
+fn proof(s: &AppState) -> Proof {
+    s.confirm.as_ref().expect("a confirmation").proof.clone()
 }
 
 #[test]
 fn sync_on_a_protected_cluster_needs_the_name_typed() {
     let mut s = state(false);
     assert!(keys(&mut s, &["tab", "A", "s"]).is_empty(), "s only asks");
-    assert!(s.argo_modal.as_ref().unwrap().typed.is_some());
+    assert_eq!(proof(&s), Proof::Typed("production".into()));
     assert!(
         keys(&mut s, &["y", "enter"]).is_empty(),
         "y is text here, and not the name"
     );
-    assert!(s.argo_modal.as_ref().unwrap().error.is_some());
+    assert!(s.confirm.as_ref().unwrap().error.is_some());
     keys(&mut s, &["backspace"]);
     typed(&mut s, "production");
     let effects = keys(&mut s, &["enter"]);
@@ -130,24 +142,24 @@ fn sync_on_a_protected_cluster_needs_the_name_typed() {
 fn refresh_takes_one_key_and_rollback_is_always_typed_with_a_chosen_entry() {
     let mut s = state(false);
     keys(&mut s, &["tab", "A", "j", "u"]);
-    assert!(s.argo_modal.as_ref().unwrap().typed.is_none());
+    assert_eq!(proof(&s), Proof::Key);
     let effects = keys(&mut s, &["y"]);
     assert!(
         matches!(&effects[..], [Effect::Argocd { app, action: ArgoAction::Refresh { hard: false }, confirmation: Confirmation::Key, .. }] if app == "iam-service-production")
     );
     keys(&mut s, &["b"]);
-    let m = s.argo_modal.as_ref().unwrap();
-    assert!(m.typed.is_some());
+    let rollback = |s: &AppState| match &s.confirm.as_ref().unwrap().effect {
+        Effect::Argocd { action, .. } => *action,
+        other => panic!("unexpected {other:?}"),
+    };
+    assert_eq!(proof(&s), Proof::Typed("production".into()));
     assert_eq!(
-        m.action,
+        rollback(&s),
         ArgoAction::Rollback { id: 2 },
         "the entry before the running one is offered first"
     );
     keys(&mut s, &["down"]);
-    assert_eq!(
-        s.argo_modal.as_ref().unwrap().action,
-        ArgoAction::Rollback { id: 1 }
-    );
+    assert_eq!(rollback(&s), ArgoAction::Rollback { id: 1 });
     typed(&mut s, "production");
     let effects = keys(&mut s, &["enter"]);
     assert!(matches!(
@@ -164,12 +176,12 @@ fn refresh_takes_one_key_and_rollback_is_always_typed_with_a_chosen_entry() {
 fn read_only_refuses_sync_and_rollback_but_not_refresh() {
     let mut s = state(true);
     assert!(keys(&mut s, &["tab", "A", "s"]).is_empty());
-    assert!(s.argo_modal.is_none());
+    assert!(s.confirm.is_none());
     assert!(s.flash.as_ref().unwrap().contains("read-only"));
-    assert!(keys(&mut s, &["b"]).is_empty() && s.argo_modal.is_none());
+    assert!(keys(&mut s, &["b"]).is_empty() && s.confirm.is_none());
     keys(&mut s, &["u"]);
     assert!(
-        s.argo_modal.is_some(),
+        s.confirm.is_some(),
         "refresh changes nothing in the cluster"
     );
 }

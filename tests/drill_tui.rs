@@ -69,16 +69,23 @@ fn state(read_only: bool) -> AppState {
     s
 }
 
+/// Keys one at a time, a frame drawn after each (a confirmation counts keys only once drawn).
 fn keys(s: &mut AppState, seq: &str) -> Vec<Effect> {
-    seq.split(' ')
-        .flat_map(|k| update(s, Event::Key(k.parse().unwrap())))
-        .collect()
+    let mut effects = Vec::new();
+    for k in seq.split(' ') {
+        effects.extend(update(s, Event::Key(k.parse().unwrap())));
+        update(s, Event::Drawn);
+    }
+    effects
 }
 
 fn typed(s: &mut AppState, text: &str) -> Vec<Effect> {
-    text.chars()
-        .flat_map(|c| update(s, Event::Key(Key::ch(c))))
-        .collect()
+    let mut effects = Vec::new();
+    for c in text.chars() {
+        effects.extend(update(s, Event::Key(Key::ch(c))));
+        update(s, Event::Drawn);
+    }
+    effects
 }
 
 #[test]
@@ -115,7 +122,7 @@ fn deleting_a_pod_on_a_protected_cluster_needs_the_typed_name() {
     let mut s = state(false);
     keys(&mut s, "enter");
     assert!(keys(&mut s, "D").is_empty());
-    assert!(s.drill.modal.as_ref().unwrap().typed.is_some());
+    assert!(s.confirm.as_ref().unwrap().typed());
     assert!(
         keys(&mut s, "y enter").is_empty(),
         "y is text, not a confirmation"
@@ -144,7 +151,7 @@ fn read_only_refuses_quick_actions() {
     let mut s = state(true);
     keys(&mut s, "enter");
     assert!(keys(&mut s, "D").is_empty());
-    assert!(s.drill.modal.is_none());
+    assert!(s.confirm.is_none());
     assert!(s.flash.as_ref().unwrap().contains("read-only"));
 }
 
@@ -243,6 +250,6 @@ fn a_long_action_wraps_in_the_confirm_box_at_80x24() {
             && inside.contains("Typeproduction"),
         "{text}"
     );
-    let modal = s.drill.modal.as_ref().expect("modal");
-    assert!(modal.typed.is_some());
+    let confirm = s.confirm.as_ref().expect("the confirmation");
+    assert!(confirm.typed());
 }

@@ -333,8 +333,8 @@ fn demo_three_keys_from_overview_to_a_failing_pods_log() {
     assert!(s.wait_exit().success());
 }
 
-/// A console on a config of its own: one cluster (its API unreachable), the orphan runbook
-/// first in the list.
+/// A console on a config of its own: one cluster without a kubeconfig (no API, so the run
+/// takes the local lock alone), the orphan runbook first in the list.
 fn console_with_orphan_runbook() -> (Session, std::path::PathBuf, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap().keep();
     let runbooks = dir.join("runbooks");
@@ -344,11 +344,6 @@ fn console_with_orphan_runbook() -> (Session, std::path::PathBuf, std::path::Pat
     std::fs::copy(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/runbooks/orphan.md"),
         runbooks.join("a-orphan.md"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("kubeconfig"),
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\ncontexts:\n- name: staging\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\ncurrent-context: staging\n",
     )
     .unwrap();
     let audit = dir.join("audit.jsonl");

@@ -1,10 +1,10 @@
 //! The runbook view in the console: key sequences through the reducer (confirmation is data:
-//! the modal holds the exact command it will dispatch), and snapshots of the view.
+//! the overlay holds the exact command it will dispatch), and snapshots of the view.
 
 use std::sync::Arc;
 
 use jiff::Timestamp;
-use opsdeck::app::runbooks::Modal;
+use opsdeck::app::confirm::Proof;
 use opsdeck::app::{AppState, Effect, Event, View, update};
 use opsdeck::config::{ClusterConfig, Config};
 use opsdeck::keymap::{EMBEDDED, Keymap};
@@ -42,10 +42,12 @@ fn state(read_only: bool) -> AppState {
     s
 }
 
+/// Keys one at a time, a frame drawn after each (a confirmation counts keys only once drawn).
 fn keys(s: &mut AppState, seq: &[&str]) -> Vec<Effect> {
     let mut effects = Vec::new();
     for k in seq {
         effects.extend(update(s, Event::Key(k.parse().unwrap())));
+        update(s, Event::Drawn);
     }
     effects
 }
@@ -54,8 +56,23 @@ fn typed(s: &mut AppState, text: &str) -> Vec<Effect> {
     let mut effects = Vec::new();
     for c in text.chars() {
         effects.extend(update(s, Event::Key(opsdeck::keymap::Key::ch(c))));
+        update(s, Event::Drawn);
     }
     effects
+}
+
+/// The executor's report of the run's variables (what a step on `cluster` gets).
+fn reported(s: &mut AppState, cluster: &str) {
+    let shown = [("CLUSTER", cluster), ("CONTEXT", "kind-ctx")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    update(s, Event::Run(RunEvent::Vars { shown }));
+    update(s, Event::Drawn);
+}
+
+fn proof(s: &AppState) -> Option<Proof> {
+    s.confirm.as_ref().map(|c| c.proof.clone())
 }
 
 fn draw(s: &AppState, w: u16, h: u16) -> String {
@@ -69,8 +86,14 @@ fn a_plain_step_runs_after_one_key_with_exactly_the_shown_command() {
     let mut s = state(false);
     keys(&mut s, &["r", "enter"]);
     assert_eq!(s.view, View::Runbook);
-    assert!(keys(&mut s, &["enter"]).is_empty(), "enter only asks");
-    assert!(matches!(s.modal, Some(Modal::Confirm { typed: None, .. })));
+    assert!(
+        keys(&mut s, &["enter"])
+            .iter()
+            .all(|e| matches!(e, Effect::Runbook(RunCommand::SetVars { .. }))),
+        "enter only asks"
+    );
+    assert_eq!(proof(&s), Some(Proof::Key));
+    reported(&mut s, "staging");
     let effects = keys(&mut s, &["y"]);
     match &effects[..] {
         [
@@ -86,23 +109,21 @@ fn a_plain_step_runs_after_one_key_with_exactly_the_shown_command() {
         }
         other => panic!("unexpected effects {other:?}"),
     }
-    assert!(s.modal.is_none());
+    assert!(s.confirm.is_none());
 }
 
 #[test]
 fn a_destructive_step_needs_the_cluster_name_typed() {
     let mut s = state(false);
     keys(&mut s, &["tab", "r", "enter", "j", "enter"]);
-    assert!(matches!(
-        s.modal,
-        Some(Modal::Confirm { typed: Some(_), .. })
-    ));
+    assert_eq!(proof(&s), Some(Proof::Typed("production".into())));
+    reported(&mut s, "production");
     assert!(
         keys(&mut s, &["y", "enter"]).is_empty(),
         "y is text here, and 'y' is not the name"
     );
-    let Some(Modal::Confirm { error: Some(e), .. }) = &s.modal else {
-        panic!("expected an error in the modal")
+    let Some(e) = s.confirm.as_ref().and_then(|c| c.error.as_ref()) else {
+        panic!("expected an error in the confirmation")
     };
     assert!(e.contains("type production"));
     keys(&mut s, &["backspace"]);
@@ -128,13 +149,13 @@ fn a_destructive_step_needs_the_cluster_name_typed() {
 fn esc_cancels_and_read_only_refuses_destructive_steps_without_a_modal() {
     let mut s = state(true);
     keys(&mut s, &["tab", "r", "enter", "enter", "esc"]);
-    assert!(s.modal.is_none());
+    assert!(s.confirm.is_none());
     assert_eq!(
         s.run.as_ref().unwrap().notice.as_deref(),
         Some("cancelled; nothing was run")
     );
     let effects = keys(&mut s, &["j", "enter"]);
-    assert!(effects.is_empty() && s.modal.is_none());
+    assert!(effects.is_empty() && s.confirm.is_none());
     assert!(
         s.run
             .as_ref()
@@ -161,7 +182,7 @@ fn executor_reports_drive_step_states_output_and_the_cursor() {
     update(&mut s, Event::Run(RunEvent::StepStarted { index: 0 }));
     assert_eq!(s.run.as_ref().unwrap().states[0], StepState::Running);
     assert!(
-        keys(&mut s, &["enter"]).is_empty() && s.modal.is_none(),
+        keys(&mut s, &["enter"]).is_empty() && s.confirm.is_none(),
         "no second step while one runs"
     );
     let cancel = keys(&mut s, &["c"]);

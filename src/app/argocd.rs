@@ -1,28 +1,12 @@
 //! ArgoCD actions in the console: refresh, sync and rollback of the selected application,
-//! each held by a confirm modal (typed cluster name where `needs_typed_confirmation` says so)
-//! and refused in read-only mode.
+//! each held by the confirmation overlay (the cluster's name typed where
+//! `needs_typed_confirmation` says so) and refused in read-only mode.
 
-use ratatui_textarea::TextArea;
-
+use super::confirm::{Choice, Confirm, ConfirmTarget, Proof};
 use super::state::AppState;
 use super::update::Effect;
-use crate::keymap::{Key, KeyCode};
 use crate::model::argocd::{AppSummary, ArgoAction, needs_typed_confirmation};
 use crate::runbook::run::Confirmation;
-
-/// A pending ArgoCD action, exactly as it will be sent.
-#[derive(Debug, Clone)]
-pub struct ArgoModal {
-    pub cluster: usize,
-    pub app: String,
-    pub action: ArgoAction,
-    /// Rollback targets (history id, revision, deployed), newest first; `choice` indexes it.
-    pub history: Vec<(i64, String, String)>,
-    pub choice: usize,
-    /// The cluster name, typed, when the action needs it.
-    pub typed: Option<TextArea<'static>>,
-    pub error: Option<String>,
-}
 
 /// The applications in the order the view lists them: by name, so the selection never moves
 /// under the engineer's cursor while states change (marks show which need attention).
@@ -39,7 +23,7 @@ pub fn ordered_apps(state: &AppState, cluster: usize) -> Vec<&AppSummary> {
     apps
 }
 
-/// Opens the confirm modal for `action` on the selected application.
+/// Opens the confirmation for `action` on the selected application.
 pub fn request(state: &mut AppState, cluster: usize, action: ArgoAction) -> Vec<Effect> {
     let Some(c) = state.clusters.get(cluster) else {
         return vec![];
@@ -90,85 +74,48 @@ pub fn request(state: &mut AppState, cluster: usize, action: ArgoAction) -> Vec<
         }
         other => other,
     };
-    let choice = match action {
-        ArgoAction::Rollback { id } => history.iter().position(|h| h.0 == id).unwrap_or(0),
-        _ => 0,
+    let proof = if needs_typed_confirmation(&action, protected) {
+        Proof::Typed(c.name.clone())
+    } else {
+        Proof::Key
     };
-    let typed = needs_typed_confirmation(&action, protected).then(TextArea::default);
-    state.argo_modal = Some(ArgoModal {
+    let confirmation = match proof {
+        Proof::Key => Confirmation::Key,
+        Proof::Typed(_) => Confirmation::Typed,
+    };
+    let effect = |action: ArgoAction| Effect::Argocd {
         cluster,
-        app: app.name,
+        app: app.name.clone(),
         action,
-        history,
-        choice,
-        typed,
-        error: None,
-    });
-    vec![]
-}
-
-/// Keys while the ArgoCD modal is open.
-pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
-    let Some(mut m) = state.argo_modal.take() else {
-        return vec![];
+        confirmation,
     };
-    let name = state
-        .clusters
-        .get(m.cluster)
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
-    if key == Key::plain(KeyCode::Esc) || key == Key::ctrl('c') {
-        state.flash = Some(format!(
-            "cancelled: {} was not sent",
-            m.action.describe(&m.app)
-        ));
-        return vec![];
-    }
-    if let ArgoAction::Rollback { .. } = m.action
-        && matches!(key.code, KeyCode::Up | KeyCode::Down)
-    {
-        let n = m.history.len().max(1);
-        m.choice = if key.code == KeyCode::Up {
-            (m.choice + n - 1) % n
-        } else {
-            (m.choice + 1) % n
-        };
-        if let Some((id, ..)) = m.history.get(m.choice) {
-            m.action = ArgoAction::Rollback { id: *id };
-        }
-        state.argo_modal = Some(m);
-        return vec![];
-    }
-    let enter = key == Key::plain(KeyCode::Enter);
-    let accept = |m: ArgoModal, confirmation| {
-        vec![Effect::Argocd {
-            cluster: m.cluster,
-            app: m.app,
-            action: m.action,
-            confirmation,
-        }]
+    let described = action.describe(&app.name);
+    let target = ConfirmTarget {
+        cluster: c.name.clone(),
+        context: c.context.clone(),
+        protected,
     };
-    match m.typed.as_mut() {
-        None if enter || key == Key::ch('y') => return accept(m, Confirmation::Key),
-        None if key == Key::ch('n') => {
-            state.flash = Some(format!(
-                "declined: {} was not sent",
-                m.action.describe(&m.app)
-            ));
-            return vec![];
-        }
-        None => {}
-        Some(input) if enter => {
-            if input.lines().join("").trim() == name {
-                return accept(m, Confirmation::Typed);
-            }
-            m.error = Some(format!("type {name} exactly, or esc to cancel"));
-        }
-        Some(input) => {
-            input.input(super::runbooks::to_input(key));
-            m.error = None;
-        }
+    let title = match proof {
+        Proof::Key => " Confirm ",
+        Proof::Typed(_) => " Confirm: type the cluster name ",
+    };
+    let mut confirm = Confirm::new(title, proof, effect(action))
+        .target(target)
+        .messages(
+            format!("cancelled: {described} was not sent"),
+            format!("declined: {described} was not sent"),
+        );
+    if let ArgoAction::Rollback { id } = action {
+        let chosen = history.iter().position(|h| h.0 == id).unwrap_or(0);
+        let choices = history
+            .iter()
+            .map(|(id, rev, when)| Choice {
+                label: format!("id {id:<4} {rev:<8} {when}"),
+                effect: effect(ArgoAction::Rollback { id: *id }),
+            })
+            .collect();
+        confirm = confirm.choices(choices, chosen);
     }
-    state.argo_modal = Some(m);
+    super::confirm::open(state, confirm);
     vec![]
 }

@@ -1,9 +1,8 @@
 //! The cluster drill-down in the console: the pods table (sort, filter, namespace), a pod's
 //! detail with events and its live log, the cluster's warning events, the workloads, and the
-//! quick actions (restart, delete, scale, trigger, exec), each held by a confirm modal.
+//! quick actions (restart, delete, scale, trigger, exec), each held by the confirmation overlay.
 
-use ratatui_textarea::TextArea;
-
+use super::confirm::{Confirm, ConfirmTarget, Proof};
 use super::state::{AppState, View};
 use super::update::Effect;
 use crate::drill::actions::{QuickAction, QuickActionKind, WorkloadKind};
@@ -78,15 +77,12 @@ impl<T> Fetched<T> {
     }
 }
 
-/// A quick action waiting for confirmation.
+/// The new replica count being typed for a scale, before its confirmation opens.
 #[derive(Debug, Clone)]
-pub struct QuickModal {
+pub struct CountPrompt {
     pub action: QuickAction,
     pub protected: bool,
-    /// The cluster name, typed, on protected clusters.
-    pub typed: Option<TextArea<'static>>,
-    /// For scale: the new replica count being typed.
-    pub count: Option<String>,
+    pub count: String,
     pub error: Option<String>,
 }
 
@@ -98,7 +94,8 @@ pub struct DrillState {
     pub logs: Option<LogsState>,
     pub events: Option<Fetched<EventRow>>,
     pub workloads: Option<Fetched<WorkloadRow>>,
-    pub modal: Option<QuickModal>,
+    /// A scale's count prompt (the confirmation opens once the count is typed).
+    pub count: Option<CountPrompt>,
     generation: u64,
 }
 
@@ -405,7 +402,20 @@ fn quick_target(state: &AppState, kind: &str) -> Option<(QuickAction, usize)> {
     ))
 }
 
-/// Opens the confirm modal for a quick action on what is in front (refusing in read-only mode).
+/// What accepting a quick action needs: the workload's name for a scale to 0 (or, on a
+/// protected cluster, the cluster's name), the cluster's name for any state change on a
+/// protected cluster, else one key.
+pub fn quick_proof(action: &QuickAction, protected: bool) -> Proof {
+    match &action.kind {
+        QuickActionKind::Scale { to: 0, .. } if protected => Proof::Typed(action.cluster.clone()),
+        QuickActionKind::Scale { to: 0, name, .. } => Proof::Typed(name.clone()),
+        _ if action.needs_typed_confirmation(protected) => Proof::Typed(action.cluster.clone()),
+        _ => Proof::Key,
+    }
+}
+
+/// Asks for a quick action on what is in front (refusing in read-only mode): a scale asks
+/// for the count first, everything else opens its confirmation.
 pub fn request_quick(state: &mut AppState, kind: &str) -> Vec<Effect> {
     let Some((action, cluster)) = quick_target(state, kind) else {
         state.flash = Some(match kind {
@@ -423,112 +433,109 @@ pub fn request_quick(state: &mut AppState, kind: &str) -> Vec<Effect> {
     let Some(c) = state.clusters.get(cluster) else {
         return vec![];
     };
-    if let Err(e) =
-        crate::drill::actions::confirm(&action, c.protected, c.read_only || state.read_only, None)
-        && e.contains("read-only")
-    {
-        state.flash = Some(e);
+    if (c.read_only || state.read_only) && action.is_state_changing() {
+        state.flash = Some(format!(
+            "read-only mode: {} is refused (start opsdeck without --read-only to act)",
+            action.audit_name()
+        ));
         return vec![];
     }
-    let count = matches!(action.kind, QuickActionKind::Scale { .. }).then(String::new);
-    let typed = action
-        .needs_typed_confirmation(c.protected)
-        .then(TextArea::default);
-    state.drill.modal = Some(QuickModal {
-        action,
-        protected: c.protected,
-        typed,
-        count,
-        error: None,
-    });
+    let protected = c.protected;
+    if matches!(action.kind, QuickActionKind::Scale { .. }) {
+        state.drill.count = Some(CountPrompt {
+            action,
+            protected,
+            count: String::new(),
+            error: None,
+        });
+        return vec![];
+    }
+    confirm_quick(state, action, protected);
     vec![]
 }
 
-/// Keys while a quick-action modal is open.
-pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
-    let Some(mut m) = state.drill.modal.take() else {
-        return vec![];
-    };
-    if key == Key::plain(KeyCode::Esc) || key == Key::ctrl('c') {
-        state.flash = Some(format!("cancelled: {} was not done", m.action.describe()));
-        return vec![];
-    }
-    // Scale: the count comes first, digits only.
-    if let (Some(count), QuickActionKind::Scale { to, .. }) = (m.count.as_mut(), &mut m.action.kind)
-    {
-        match key.code {
-            KeyCode::Char(c) if c.is_ascii_digit() && !key.ctrl && count.len() < 4 => {
-                count.push(c);
-                *to = count.parse().unwrap_or(*to);
-                state.drill.modal = Some(m);
-                return vec![];
-            }
-            KeyCode::Backspace
-                if m.typed
-                    .as_ref()
-                    .is_none_or(|t| t.lines().join("").is_empty()) =>
-            {
-                count.pop();
-                *to = count.parse().unwrap_or(0);
-                state.drill.modal = Some(m);
-                return vec![];
-            }
-            _ => {}
-        }
-    }
-    let enter = key == Key::plain(KeyCode::Enter);
-    if enter && m.count.as_deref() == Some("") {
-        m.error = Some("type the new replica count first".into());
-        state.drill.modal = Some(m);
-        return vec![];
-    }
-    let read_only = state
+/// Opens the confirmation of exactly `action`.
+fn confirm_quick(state: &mut AppState, action: QuickAction, protected: bool) {
+    let proof = quick_proof(&action, protected);
+    let context = state
         .clusters
         .iter()
-        .find(|c| c.name == m.action.cluster)
-        .is_some_and(|c| c.read_only)
-        || state.read_only;
-    match m.typed.as_mut() {
-        None if enter || key == Key::ch('y') => {
-            return match crate::drill::actions::confirm(&m.action, m.protected, read_only, None) {
-                Ok(_) => vec![Effect::Quick {
-                    action: m.action,
-                    confirmation: Confirmation::Key,
-                }],
-                Err(e) => {
-                    state.flash = Some(e);
-                    vec![]
-                }
-            };
-        }
-        None if key == Key::ch('n') => {
-            state.flash = Some(format!("declined: {} was not done", m.action.describe()));
+        .find(|c| c.name == action.cluster)
+        .map(|c| c.context.clone())
+        .unwrap_or_default();
+    let title = match &proof {
+        Proof::Typed(word) if *word == action.cluster => " Confirm: type the cluster name ",
+        Proof::Typed(_) => " Confirm: type the workload's name ",
+        Proof::Key => " Confirm ",
+    };
+    let confirmation = match proof {
+        Proof::Key => Confirmation::Key,
+        Proof::Typed(_) => Confirmation::Typed,
+    };
+    let described = action.describe();
+    let mut lines = vec![described.clone()];
+    if let QuickActionKind::Scale { to: 0, .. } = action.kind {
+        lines.push(
+            "Scaling to 0 stops every pod of it: nothing serves until it is scaled up.".into(),
+        );
+    }
+    let c = Confirm::new(
+        title,
+        proof,
+        Effect::Quick {
+            action: action.clone(),
+            confirmation,
+        },
+    )
+    .target(ConfirmTarget {
+        cluster: action.cluster.clone(),
+        context,
+        protected,
+    })
+    .lines(lines)
+    .messages(
+        format!("cancelled: {described} was not done"),
+        format!("declined: {described} was not done"),
+    );
+    super::confirm::open(state, c);
+}
+
+/// Keys while a scale's replica count is typed: digits, backspace, enter (opens the
+/// confirmation of that exact count), esc.
+pub fn count_key(state: &mut AppState, key: Key) -> Vec<Effect> {
+    let Some(mut p) = state.drill.count.take() else {
+        return vec![];
+    };
+    match key.code {
+        KeyCode::Esc => {
+            state.flash = Some(format!("cancelled: {} was not done", p.action.describe()));
             return vec![];
         }
-        None => {}
-        Some(input) if enter => {
-            let typed = input.lines().join("");
-            match crate::drill::actions::confirm(
-                &m.action,
-                m.protected,
-                read_only,
-                Some(typed.trim()),
-            ) {
-                Ok(_) => {
-                    return vec![Effect::Quick {
-                        action: m.action,
-                        confirmation: Confirmation::Typed,
-                    }];
+        _ if key == Key::ctrl('c') => {
+            state.flash = Some(format!("cancelled: {} was not done", p.action.describe()));
+            return vec![];
+        }
+        KeyCode::Char(c) if c.is_ascii_digit() && !key.ctrl && p.count.len() < 4 => {
+            p.count.push(c);
+            p.error = None;
+        }
+        KeyCode::Backspace => {
+            p.count.pop();
+            p.error = None;
+        }
+        KeyCode::Enter => match p.count.parse::<i32>() {
+            Ok(n) => {
+                if let QuickActionKind::Scale { to, .. } = &mut p.action.kind {
+                    *to = n;
                 }
-                Err(e) => m.error = Some(e),
+                confirm_quick(state, p.action, p.protected);
+                return vec![];
             }
-        }
-        Some(input) => {
-            input.input(super::runbooks::to_input(key));
-            m.error = None;
-        }
+            Err(_) => p.error = Some("type the new replica count first".into()),
+        },
+        _ => {}
     }
-    state.drill.modal = Some(m);
+    state.drill.count = Some(p);
     vec![]
 }
 

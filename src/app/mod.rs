@@ -3,6 +3,7 @@
 
 pub mod action;
 pub mod argocd;
+pub mod confirm;
 pub mod drill;
 pub mod runbooks;
 pub mod state;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 use ratatui_textarea::TextArea;
 
+use super::confirm::{Confirm, ConfirmTarget, Proof};
 use super::state::AppState;
 use super::update::Effect;
 use crate::keymap::{Key, KeyCode};
@@ -36,6 +37,8 @@ pub struct RunbookView {
     pub notice: Option<String>,
     /// Whether the command shown for each step was edited, by step.
     pub edited: BTreeMap<usize, String>,
+    /// The executor was asked for this run's variables (it answers with `RunEvent::Vars`).
+    pub vars_requested: bool,
 }
 
 impl RunbookView {
@@ -52,6 +55,7 @@ impl RunbookView {
             vars: BTreeMap::new(),
             notice: None,
             edited: BTreeMap::new(),
+            vars_requested: false,
         }
     }
 
@@ -73,16 +77,9 @@ pub struct VarField {
     pub input: TextArea<'static>,
 }
 
-/// A modal holding the exact action it will dispatch when accepted.
+/// A form of the open runbook (the confirmation itself is the one overlay, `app::confirm`).
 #[derive(Debug, Clone)]
 pub enum Modal {
-    /// Run `command` as step `step`. Destructive steps carry a text input for the cluster name.
-    Confirm {
-        step: usize,
-        command: String,
-        typed: Option<TextArea<'static>>,
-        error: Option<String>,
-    },
     /// Edit a step's command before running it.
     Edit {
         step: usize,
@@ -175,12 +172,11 @@ pub fn request_run(state: &mut AppState, edited_command: Option<String>) -> Vec<
         .run
         .as_ref()
         .is_some_and(|r| cluster_read_only(state, r.target));
-    let target_name = state
+    let (target_name, protected) = state
         .run
         .as_ref()
         .and_then(|r| state.clusters.get(r.target))
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
+        .map_or_else(Default::default, |c| (c.name.clone(), c.protected));
     let Some(view) = state.run.as_mut() else {
         return vec![];
     };
@@ -207,8 +203,24 @@ pub fn request_run(state: &mut AppState, edited_command: Option<String>) -> Vec<
         ));
         return vec![];
     }
-    if let Some(cmd) = edited_command {
-        view.edited.insert(i, cmd);
+    match edited_command {
+        Some(cmd) if cmd == step.command => {
+            view.edited.remove(&i);
+        }
+        Some(_) if read_only => {
+            view.notice = Some(read_only_edit(&target_name, step.number));
+            return vec![];
+        }
+        Some(cmd) => {
+            view.edited.insert(i, cmd);
+        }
+        None => {}
+    }
+    let command = view.command(i);
+    if read_only && command != step.command {
+        // An edit can turn a read-only check into a change: only the runbook's text runs here.
+        view.notice = Some(read_only_edit(&target_name, step.number));
+        return vec![];
     }
     let missing: Vec<VarField> = view
         .runbook
@@ -237,15 +249,110 @@ pub fn request_run(state: &mut AppState, edited_command: Option<String>) -> Vec<
         });
         return vec![];
     }
-    let command = view.command(i);
-    let typed = step.attrs.destructive.then(|| text_input("", false));
-    state.modal = Some(Modal::Confirm {
-        step: i,
+    let mut effects = Vec::new();
+    if !view.vars_requested && !reported_for(view, &target_name) {
+        // The confirmation shows the target the executor will export: ask it (this opens the
+        // run, as the variables form does) and show it when it answers.
+        view.vars_requested = true;
+        effects.push(Effect::Runbook(RunCommand::SetVars {
+            runbook: view.runbook.clone(),
+            cluster: view.target,
+            values: vec![],
+        }));
+    }
+    let (proof, confirmation, title) = if step.attrs.destructive {
+        (
+            Proof::Typed(target_name.clone()),
+            Confirmation::Typed,
+            " DESTRUCTIVE step: type the cluster name ",
+        )
+    } else {
+        (Proof::Key, Confirmation::Key, " Run this step? ")
+    };
+    let effect = Effect::Runbook(RunCommand::Step {
+        runbook: view.runbook.clone(),
+        cluster: view.target,
+        index: i,
         command,
-        typed,
-        error: None,
+        confirmation,
     });
-    vec![]
+    let mut heading = vec![format!("Step {} · {}", step.number, step.name)];
+    if view.edited.contains_key(&i) {
+        heading.push("(edited: the text below runs, and the record says so)".into());
+    }
+    let mut c = Confirm::new(title, proof, effect)
+        .lines(heading)
+        .messages("cancelled; nothing was run", "declined; nothing was run");
+    show_target(&mut c, view, &target_name, protected);
+    super::confirm::open(state, c);
+    effects
+}
+
+/// Why an edited command does not run on a read-only cluster.
+pub fn read_only_edit(cluster: &str, step: usize) -> String {
+    format!(
+        "refused: {cluster} is read-only and an edited command could change state: step {step} \
+         runs only as the runbook wrote it; nothing was run"
+    )
+}
+
+/// Whether the executor reported the variables of a run on `target` (the view keeps only those).
+fn reported_for(view: &RunbookView, target: &str) -> bool {
+    view.vars.get("CLUSTER").is_some_and(|c| c == target) && view.vars.contains_key("CONTEXT")
+}
+
+/// Shows in `c` the cluster and context the step will really get: the run's `CLUSTER` and
+/// `CONTEXT` as the executor reported them, with the other variables. Until it has, the
+/// confirmation waits. Returns whether what `c` shows changed.
+fn show_target(c: &mut Confirm, view: &RunbookView, target: &str, protected: bool) -> bool {
+    let (new_target, vars, waiting) = if reported_for(view, target) {
+        let t = ConfirmTarget {
+            cluster: view.vars["CLUSTER"].clone(),
+            context: view.vars["CONTEXT"].clone(),
+            protected,
+        };
+        let vars = view
+            .vars
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "CLUSTER" | "CONTEXT"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (Some(t), vars, None)
+    } else {
+        (
+            None,
+            vec![],
+            Some("the run's target (CLUSTER, CONTEXT) is not reported yet".to_string()),
+        )
+    };
+    let changed = c.target != new_target || c.vars != vars || c.waiting != waiting;
+    // Until the target is known the box does not ask anything.
+    c.title = match (&waiting, &c.proof) {
+        (Some(_), _) => " Preparing the run… ",
+        (None, Proof::Key) => " Run this step? ",
+        (None, Proof::Typed(_)) => " DESTRUCTIVE step: type the cluster name ",
+    }
+    .into();
+    c.target = new_target;
+    c.vars = vars;
+    c.waiting = waiting;
+    changed
+}
+
+/// The running step, if any: (its cluster's name, "step N (name)").
+pub fn step_running(state: &AppState) -> Option<(String, String)> {
+    let view = state.run.as_ref()?;
+    let (i, _) = view.running?;
+    let cluster = state
+        .clusters
+        .get(view.target)
+        .map_or_else(|| "?".to_string(), |c| c.name.clone());
+    let name = view
+        .runbook
+        .steps
+        .get(i)
+        .map_or_else(String::new, |s| s.name.clone());
+    Some((cluster, format!("step {} ({name})", i + 1)))
 }
 
 /// Keys while a modal is open: they go to the modal, never to the keymap.
@@ -256,80 +363,12 @@ pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
     let Some(view) = state.run.as_mut() else {
         return vec![];
     };
-    let cluster_name = state
-        .clusters
-        .get(view.target)
-        .map(|c| c.name.clone())
-        .unwrap_or_default();
     if key == Key::plain(KeyCode::Esc) || key == Key::ctrl('c') {
         view.notice = Some("cancelled; nothing was run".into());
         return vec![];
     }
     let enter = key == Key::plain(KeyCode::Enter);
     match modal {
-        Modal::Confirm {
-            step,
-            command,
-            typed: None,
-            error,
-        } => {
-            if enter || key == Key::ch('y') {
-                let rb = view.runbook.clone();
-                return vec![Effect::Runbook(RunCommand::Step {
-                    runbook: rb,
-                    cluster: view.target,
-                    index: step,
-                    command,
-                    confirmation: Confirmation::Key,
-                })];
-            }
-            if key == Key::ch('n') {
-                view.notice = Some("declined; nothing was run".into());
-                return vec![];
-            }
-            state.modal = Some(Modal::Confirm {
-                step,
-                command,
-                typed: None,
-                error,
-            });
-        }
-        Modal::Confirm {
-            step,
-            command,
-            typed: Some(mut input),
-            ..
-        } => {
-            if enter {
-                let typed = text_of(&input);
-                if typed.trim() == cluster_name {
-                    let rb = view.runbook.clone();
-                    return vec![Effect::Runbook(RunCommand::Step {
-                        runbook: rb,
-                        cluster: view.target,
-                        index: step,
-                        command,
-                        confirmation: Confirmation::Typed,
-                    })];
-                }
-                state.modal = Some(Modal::Confirm {
-                    step,
-                    command,
-                    typed: Some(input),
-                    error: Some(format!(
-                        "type {cluster_name} exactly to run this step, or esc to cancel"
-                    )),
-                });
-                return vec![];
-            }
-            input.input(to_input(key));
-            state.modal = Some(Modal::Confirm {
-                step,
-                command,
-                typed: Some(input),
-                error: None,
-            });
-        }
         Modal::Edit { step, mut editor } => {
             // ctrl-s accepts the edit (Enter adds a line: commands span lines).
             if key == Key::ctrl('s') {
@@ -390,6 +429,7 @@ pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
                     let rb = view.runbook.clone();
                     let cluster = view.target;
                     view.cursor = step;
+                    view.vars_requested = true;
                     let mut effects = vec![Effect::Runbook(RunCommand::SetVars {
                         runbook: rb,
                         cluster,
@@ -413,6 +453,11 @@ pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
 
 /// Folds an executor report into the open runbook.
 pub fn on_event(state: &mut AppState, event: RunEvent) {
+    let (target_name, protected) = state
+        .run
+        .as_ref()
+        .and_then(|v| state.clusters.get(v.target))
+        .map_or_else(Default::default, |c| (c.name.clone(), c.protected));
     let Some(view) = state.run.as_mut() else {
         return;
     };
@@ -423,7 +468,18 @@ pub fn on_event(state: &mut AppState, event: RunEvent) {
             ));
             view.run_id = Some(run_id);
         }
-        RunEvent::Refused { reason } => view.notice = Some(format!("refused: {reason}")),
+        RunEvent::Refused { reason } => {
+            view.notice = Some(format!("refused: {reason}"));
+            view.vars_requested = false;
+            // A step confirmation still waiting for the run's target will not get it.
+            if state
+                .confirm
+                .as_ref()
+                .is_some_and(|c| c.waiting.is_some() && step_of(c) == Some(view.target))
+            {
+                state.confirm = None;
+            }
+        }
         RunEvent::StepStarted { index } => {
             view.running = Some((index, state.now));
             if let Some(s) = view.states.get_mut(index) {
@@ -478,6 +534,29 @@ pub fn on_event(state: &mut AppState, event: RunEvent) {
                 view.cursor = index + 1;
             }
         }
-        RunEvent::Vars { shown } => view.vars = shown,
+        RunEvent::Vars { shown } => {
+            // Only this view's target: a late report of a run on another cluster never
+            // reaches what this confirmation shows.
+            if shown.get("CLUSTER") != Some(&target_name) {
+                return;
+            }
+            view.vars = shown;
+            if let Some(c) = state
+                .confirm
+                .as_mut()
+                .filter(|c| step_of(c) == Some(view.target))
+                && show_target(c, view, &target_name, protected)
+            {
+                c.changed();
+            }
+        }
+    }
+}
+
+/// The cluster a step confirmation runs on.
+fn step_of(c: &Confirm) -> Option<usize> {
+    match &c.effect {
+        Effect::Runbook(RunCommand::Step { cluster, .. }) => Some(*cluster),
+        _ => None,
     }
 }

@@ -223,19 +223,21 @@ pub struct AppState {
     pub read_only: bool,
     /// Rows the current list view can show, learned from the last render (for page up/down).
     pub page: usize,
+    /// The terminal's size (columns, rows) at the last render (the overlay scrolls within it).
+    pub screen: (u16, u16),
     /// Every runbook (embedded and from `runbooks_dir`), by name.
     pub runbooks: Vec<std::sync::Arc<crate::runbook::Runbook>>,
     /// The selected runbook in the list.
     pub list_cursor: usize,
     pub run: Option<super::runbooks::RunbookView>,
-    /// A modal holding an action until the engineer confirms it; keys go to it first.
+    /// The runbook's forms (edit, skip, variables); keys go to them after the confirmation.
     pub modal: Option<super::runbooks::Modal>,
+    /// The one confirmation overlay, holding the exact effect it emits; keys go to it first.
+    pub confirm: Option<super::confirm::Confirm>,
     pub forwards: Option<Arc<crate::forward::ForwardSnapshot>>,
     pub forward_cursor: usize,
     /// The selected application in the ArgoCD view.
     pub argo_cursor: usize,
-    /// An ArgoCD action waiting for confirmation; keys go to it first.
-    pub argo_modal: Option<super::argocd::ArgoModal>,
     /// Keys of a multi-key binding pressed so far (the which-key hint shows what may follow).
     pub pending: Vec<crate::keymap::Key>,
     /// The drill-down: pods table, pod, logs, events, workloads and their modal.
@@ -262,14 +264,15 @@ impl AppState {
             warnings: Vec::new(),
             read_only: false,
             page: 10,
+            screen: (80, 24),
             runbooks: Vec::new(),
             list_cursor: 0,
             run: None,
             modal: None,
+            confirm: None,
             forwards: None,
             forward_cursor: 0,
             argo_cursor: 0,
-            argo_modal: None,
             argo_results: Default::default(),
             drill: Default::default(),
             pending: Vec::new(),

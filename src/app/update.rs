@@ -18,6 +18,9 @@ pub enum Event {
     Key(Key),
     /// The clock moved (ages and grace periods depend on it).
     Tick(Timestamp),
+    /// The event loop drew a frame of the current state: an open confirmation is now on
+    /// screen, so keys may confirm it (keys typed before that are dropped).
+    Drawn,
     /// SIGTERM or SIGHUP: leave now, restoring the terminal.
     Terminate,
     /// The runbook executor reports.
@@ -144,9 +147,13 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
             drill::on_snapshot(state, cluster);
             vec![]
         }
+        Event::Key(key) if state.confirm.is_some() => super::confirm::key(state, key),
         Event::Key(key) if state.modal.is_some() => runbooks::modal_key(state, key),
-        Event::Key(key) if state.argo_modal.is_some() => super::argocd::modal_key(state, key),
-        Event::Key(key) if state.drill.modal.is_some() => drill::modal_key(state, key),
+        // Ctrl-C anywhere while a step runs asks before anything else happens.
+        Event::Key(key) if key == Key::ctrl('c') && runbooks::step_running(state).is_some() => {
+            ask_quit(state)
+        }
+        Event::Key(key) if state.drill.count.is_some() => drill::count_key(state, key),
         Event::Key(key) if drill::typing(state) => drill::text_key(state, key),
         Event::Key(key) if state.flash.take().is_some() => update(state, Event::Key(key)),
         Event::Key(key) => {
@@ -253,6 +260,12 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
             }
             vec![]
         }
+        Event::Drawn => {
+            if let Some(c) = state.confirm.as_mut() {
+                c.armed = true;
+            }
+            vec![]
+        }
         Event::Terminate => {
             state.quit = true;
             vec![Effect::Quit]
@@ -260,14 +273,32 @@ pub fn update(state: &mut AppState, event: Event) -> Vec<Effect> {
     }
 }
 
+/// Quitting while a step runs asks first: quitting cancels the step.
+fn ask_quit(state: &mut AppState) -> Vec<Effect> {
+    let Some((cluster, step)) = runbooks::step_running(state) else {
+        state.quit = true;
+        return vec![Effect::Quit];
+    };
+    state.pending.clear();
+    let c =
+        super::confirm::Confirm::new(" Quit opsdeck? ", super::confirm::Proof::Key, Effect::Quit)
+            .lines(vec![
+                format!("a step is running on {cluster}: quit and cancel it?"),
+                format!("({step} is stopped: SIGTERM to its process group, then SIGKILL)"),
+            ])
+            .messages(
+                "not quitting; the step keeps running",
+                "not quitting; the step keeps running",
+            );
+    super::confirm::open(state, c);
+    vec![]
+}
+
 /// Carries out one named action.
 pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
     let n = state.clusters.len().max(1);
     match action {
-        Action::Quit => {
-            state.quit = true;
-            return vec![Effect::Quit];
-        }
+        Action::Quit => return ask_quit(state),
         Action::Help => {
             state.help = !state.help;
             state.scroll = 0;
@@ -511,7 +542,23 @@ pub fn apply(state: &mut AppState, action: Action) -> Vec<Effect> {
             return runbooks::request_run(state, None);
         }
         Action::EditStep if state.view == View::Runbook => {
-            if let Some(r) = state.run.as_ref().filter(|r| r.running.is_none()) {
+            let read_only = state.read_only
+                || state
+                    .run
+                    .as_ref()
+                    .and_then(|r| state.clusters.get(r.target))
+                    .is_some_and(|c| c.read_only);
+            if let Some(r) = state.run.as_mut().filter(|_| read_only) {
+                let (cluster, number) = (
+                    state
+                        .clusters
+                        .get(r.target)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default(),
+                    r.cursor + 1,
+                );
+                r.notice = Some(runbooks::read_only_edit(&cluster, number));
+            } else if let Some(r) = state.run.as_ref().filter(|r| r.running.is_none()) {
                 let mut editor = ratatui_textarea::TextArea::new(
                     r.command(r.cursor).lines().map(String::from).collect(),
                 );

@@ -1,5 +1,5 @@
 //! The ArgoCD view of one cluster: every application with a cursor (those needing attention
-//! first), the selected one in full below, and the confirm modal of an action on it.
+//! first) and the selected one in full below.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -11,7 +11,6 @@ use super::{Theme, overview, tiles, truncate};
 use crate::app::AppState;
 use crate::app::argocd::ordered_apps;
 use crate::model::Severity;
-use crate::model::argocd::ArgoAction;
 
 pub fn render(frame: &mut Frame, area: Rect, state: &AppState, cluster: usize, theme: Theme) {
     let Some(c) = state.clusters.get(cluster) else {
@@ -110,49 +109,4 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, cluster: usize, t
         );
         frame.render_widget(Paragraph::new(visible), inner);
     }
-}
-
-pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
-    let Some(m) = &state.argo_modal else { return };
-    let Some(c) = state.clusters.get(m.cluster) else {
-        return;
-    };
-    let prod = if c.protected { " [PROD]" } else { "" };
-    let mut lines = vec![
-        Line::from(vec![
-            Span::raw(format!("{} on ", m.action.describe(&m.app))),
-            Span::styled(
-                format!(" {}{prod} ", c.name),
-                theme.header(c.protected, false),
-            ),
-        ]),
-        Line::raw(""),
-    ];
-    if let ArgoAction::Rollback { .. } = m.action {
-        lines.push(Line::raw(
-            "History (up/down to choose; the first line runs now):",
-        ));
-        for (i, (id, rev, when)) in m.history.iter().enumerate().take(8) {
-            let mark = if i == m.choice { "▸" } else { " " };
-            let style = if i == m.choice {
-                theme.title().add_modifier(Modifier::REVERSED)
-            } else {
-                ratatui::style::Style::new()
-            };
-            lines.push(Line::styled(
-                format!("{mark} id {id:<4} {rev:<8} {when}"),
-                style,
-            ));
-        }
-        lines.push(Line::raw(""));
-    }
-    super::confirm_box(
-        frame,
-        area,
-        lines,
-        m.typed.as_ref(),
-        m.error.as_deref(),
-        &c.name,
-        theme,
-    );
 }

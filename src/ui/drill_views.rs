@@ -1,5 +1,5 @@
-//! Puts the drill-down's pure views (`ui::drill`) on screen from the console state, and the
-//! confirm modal of a quick action.
+//! Puts the drill-down's pure views (`ui::drill`) on screen from the console state, and a
+//! scale's count prompt.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -135,32 +135,41 @@ fn loading_or_error(loading: bool, error: Option<&str>) -> Option<String> {
     }
 }
 
-pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
-    let Some(m) = &state.drill.modal else { return };
-    let prod = if m.protected { " [PROD]" } else { "" };
-    // The description names the cluster already; the badge below shows whether it is
-    // protected, in the header's colours.
+/// A scale's count prompt: the new replica count, before the confirmation shows it.
+pub fn render_count(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) {
+    use ratatui::widgets::{Block, Borders, Clear};
+    let Some(p) = &state.drill.count else { return };
+    let width = area.width.saturating_sub(4).min(72);
     let mut lines = vec![
-        Line::raw(m.action.describe()),
-        Line::from(vec![
-            Span::raw("cluster "),
-            Span::styled(
-                format!(" {}{prod} ", m.action.cluster),
-                theme.header(m.protected, false),
-            ),
-        ]),
+        Line::raw(p.action.describe()),
         Line::raw(""),
+        Line::raw(format!("New replica count (digits): {}_", p.count)),
     ];
-    if let Some(count) = &m.count {
-        lines.push(Line::raw(format!("New replica count (digits): {count}_")));
+    if let Some(e) = &p.error {
+        lines.push(Line::styled(
+            e.clone(),
+            theme.severity(Some(crate::model::Severity::Crit)),
+        ));
     }
-    super::confirm_box(
-        frame,
-        area,
-        lines,
-        m.typed.as_ref(),
-        m.error.as_deref(),
-        &m.action.cluster,
-        theme,
-    );
+    lines.push(Line::from(vec![
+        Span::styled("enter", theme.key()),
+        Span::raw(" next (shows the change to confirm)   "),
+        Span::styled("esc", theme.key()),
+        Span::raw(" cancel"),
+    ]));
+    let inner_w = width.saturating_sub(2);
+    let text = Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false });
+    let height = (u16::try_from(text.line_count(inner_w)).unwrap_or(u16::MAX) + 2).min(area.height);
+    let rect = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + area.height.saturating_sub(height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, rect);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .title(" Scale ")
+        .border_style(theme.title());
+    frame.render_widget(text.block(block), rect);
 }

@@ -3,6 +3,7 @@
 
 mod argocd_view;
 mod cluster;
+pub mod confirm;
 pub mod drill;
 mod drill_views;
 mod findings;
@@ -17,7 +18,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Paragraph, Wrap};
+use ratatui::widgets::Paragraph;
 
 use crate::app::{Action, AppState, View};
 use crate::keymap::Mode;
@@ -54,11 +55,11 @@ pub fn render(frame: &mut Frame, state: &AppState, theme: Theme) {
     if state.modal.is_some() {
         runbooks::render_modal(frame, body, state, theme);
     }
-    if state.argo_modal.is_some() {
-        argocd_view::render_modal(frame, body, state, theme);
+    if state.drill.count.is_some() {
+        drill_views::render_count(frame, body, state, theme);
     }
-    if state.drill.modal.is_some() {
-        drill_views::render_modal(frame, body, state, theme);
+    if state.confirm.is_some() {
+        confirm::render(frame, body, state, theme);
     }
     if !state.pending.is_empty() {
         help::which_key(frame, body, state, theme);
@@ -228,86 +229,6 @@ fn render_footer(frame: &mut Frame, area: Rect, state: &AppState, theme: Theme) 
     spans.push(Span::raw(" ".repeat(pad)));
     spans.push(Span::styled(clock, theme.dim()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-/// A confirm box over `area` holding `lines` (what will be done, where): `y`/`enter` for a plain
-/// confirmation, or a field for the cluster's name when `typed` is given; `error` below it.
-pub(crate) fn confirm_box(
-    frame: &mut Frame,
-    area: Rect,
-    mut lines: Vec<Line<'static>>,
-    typed: Option<&ratatui_textarea::TextArea<'static>>,
-    error: Option<&str>,
-    cluster: &str,
-    theme: Theme,
-) {
-    use ratatui::widgets::{Block, Borders, Clear};
-    let width = area.width.saturating_sub(4).min(72);
-    // Long actions wrap inside the box (a cut line could hide the cluster's name).
-    let inner_w = usize::from(width.saturating_sub(2)).max(1);
-    let rows = |ls: &[Line<'static>]| -> u16 {
-        let n = Paragraph::new(ls.to_vec())
-            .wrap(Wrap { trim: false })
-            .line_count(u16::try_from(inner_w).unwrap_or(u16::MAX));
-        u16::try_from(n).unwrap_or(u16::MAX)
-    };
-    let typed_h = if typed.is_some() { 3 } else { 1 };
-    let height = (rows(&lines) + typed_h + 3).min(area.height);
-    let rect = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + area.height.saturating_sub(height) / 2,
-        width,
-        height,
-    };
-    frame.render_widget(Clear, rect);
-    let (title, border) = match typed {
-        Some(_) => (
-            " Confirm: type the cluster name ",
-            theme.severity(Some(crate::model::Severity::Crit)),
-        ),
-        None => (" Confirm ", theme.title()),
-    };
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .title(title)
-        .border_style(border);
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let error = error.map(|e| {
-        Line::styled(
-            e.to_string(),
-            theme.severity(Some(crate::model::Severity::Crit)),
-        )
-    });
-    match typed {
-        None => {
-            lines.push(Line::from(vec![
-                Span::styled("y/enter", theme.key()),
-                Span::raw(" go   "),
-                Span::styled("n/esc", theme.key()),
-                Span::raw(" cancel"),
-            ]));
-            lines.extend(error);
-            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
-        }
-        Some(input) => {
-            lines.push(Line::raw(format!(
-                "Type {cluster} and press enter (esc cancels):"
-            )));
-            let text_h = rows(&lines);
-            let [top, field, err] = Layout::vertical([
-                Constraint::Length(text_h),
-                Constraint::Length(1),
-                Constraint::Min(0),
-            ])
-            .areas(inner);
-            frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), top);
-            frame.render_widget(input, field);
-            if let Some(e) = error {
-                frame.render_widget(Paragraph::new(e), err);
-            }
-        }
-    }
 }
 
 /// `text` cut to `width` characters, ending in `…` when cut.

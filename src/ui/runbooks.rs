@@ -1,5 +1,5 @@
 //! The runbook list, the open runbook (rendered markdown, numbered steps with their state,
-//! the target cluster, the output pane) and the modals that confirm an action.
+//! the target cluster, the output pane) and its forms (edit, skip, variables).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -235,93 +235,9 @@ pub fn render_modal(frame: &mut Frame, area: Rect, state: &AppState, theme: Them
     let (Some(modal), Some(view)) = (&state.modal, &state.run) else {
         return;
     };
-    let cluster = state.clusters.get(view.target);
-    let (name, protected) =
-        cluster.map_or(("?".to_string(), false), |c| (c.name.clone(), c.protected));
-    let prod = if protected { " [PROD]" } else { "" };
     let width = area.width.saturating_sub(4).min(76);
     let inner_w = width.saturating_sub(2) as usize;
     match modal {
-        Modal::Confirm {
-            step,
-            command,
-            typed,
-            error,
-        } => {
-            let s = &view.runbook.steps[*step];
-            let mut lines = vec![
-                Line::from(vec![
-                    Span::raw(format!("Step {} · {} on ", s.number, s.name)),
-                    Span::styled(format!(" {name}{prod} "), theme.header(protected, false)),
-                ]),
-                Line::raw(""),
-            ];
-            for l in command.lines().take(8) {
-                lines.push(Line::raw(truncate(&format!("│ {l}"), inner_w)));
-            }
-            if command.lines().count() > 8 {
-                lines.push(
-                    styled(
-                        format!("│ … {} more lines", command.lines().count() - 8),
-                        theme.dim(),
-                    )
-                    .into(),
-                );
-            }
-            lines.push(Line::raw(""));
-            let height = lines.len() as u16 + if typed.is_some() { 6 } else { 3 };
-            let rect = centered(area, width, height);
-            frame.render_widget(Clear, rect);
-            let title = if typed.is_some() {
-                " DESTRUCTIVE step: type the cluster name "
-            } else {
-                " Run this step? "
-            };
-            let block = Block::default()
-                .borders(Borders::ALL)
-                .title(title)
-                .border_style(if typed.is_some() {
-                    theme.severity(Some(Severity::Crit))
-                } else {
-                    theme.title()
-                });
-            let inner = block.inner(rect);
-            frame.render_widget(block, rect);
-            match typed {
-                None => {
-                    lines.push(Line::from(vec![
-                        Span::styled("y/enter", theme.key()),
-                        Span::raw(" run   "),
-                        Span::styled("n/esc", theme.key()),
-                        Span::raw(" cancel"),
-                    ]));
-                    frame.render_widget(Paragraph::new(lines), inner);
-                }
-                Some(input) => {
-                    lines.push(Line::raw(format!(
-                        "Type {name} and press enter to run it (esc cancels):"
-                    )));
-                    let text_h = lines.len() as u16;
-                    let [top, field, err] = Layout::vertical([
-                        Constraint::Length(text_h),
-                        Constraint::Length(1),
-                        Constraint::Min(0),
-                    ])
-                    .areas(inner);
-                    frame.render_widget(Paragraph::new(lines), top);
-                    frame.render_widget(input, field);
-                    if let Some(e) = error {
-                        frame.render_widget(
-                            Paragraph::new(Line::styled(
-                                e.clone(),
-                                theme.severity(Some(Severity::Crit)),
-                            )),
-                            err,
-                        );
-                    }
-                }
-            }
-        }
         Modal::Edit { step, editor } => {
             let rect = centered(area, width, area.height.saturating_sub(2).min(16));
             frame.render_widget(Clear, rect);
