@@ -94,6 +94,11 @@ pub enum RunbookCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Check runbooks (the embedded ones without FILE): exit 0 clean, 1 problems
+    Lint {
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Past runs from the audit log; one run with --run, as markdown with --markdown
     Log {
         #[arg(long, value_name = "ID")]
@@ -235,6 +240,9 @@ async fn run_runbook(cli: &Cli, cmd: &RunbookCommand) -> anyhow::Result<i32> {
         RunbookCommand::Show { name } => {
             Ok(config_or_defaults(cli).map_or_else(|c| c, |c| crate::cli_runbook::show(&c, name)))
         }
+        RunbookCommand::Lint { files } => Ok(
+            config_or_defaults(cli).map_or_else(|c| c, |c| crate::runbook::lint::cli(files, &c))
+        ),
         RunbookCommand::Log { run, markdown } => Ok(config_or_defaults(cli).map_or_else(
             |c| c,
             |c| crate::cli_runbook::log(&c, run.as_deref(), *markdown),
