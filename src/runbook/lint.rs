@@ -608,8 +608,8 @@ fn read_targets(text: &str) -> Vec<String> {
         let mut i = 0;
         while i < toks.len() {
             let t = toks[i];
-            if t.starts_with('-') {
-                if t.len() == 2 && "adinNptu".contains(&t[1..]) {
+            if let Some(opt) = t.strip_prefix('-') {
+                if opt.len() == 1 && "adinNptu".contains(opt) {
                     if t == "-a"
                         && let Some(arr) = toks.get(i + 1)
                     {
