@@ -94,6 +94,11 @@ pub enum RunbookCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Check runbooks (the embedded ones without FILE): exit 0 clean, 1 problems
+    Lint {
+        #[arg(value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Past runs from the audit log; one run with --run, as markdown with --markdown
     Log {
         #[arg(long, value_name = "ID")]
@@ -235,6 +240,9 @@ async fn run_runbook(cli: &Cli, cmd: &RunbookCommand) -> anyhow::Result<i32> {
         RunbookCommand::Show { name } => {
             Ok(config_or_defaults(cli).map_or_else(|c| c, |c| crate::cli_runbook::show(&c, name)))
         }
+        RunbookCommand::Lint { files } => Ok(
+            config_or_defaults(cli).map_or_else(|c| c, |c| crate::runbook::lint::cli(files, &c))
+        ),
         RunbookCommand::Log { run, markdown } => Ok(config_or_defaults(cli).map_or_else(
             |c| c,
             |mut c| {
@@ -386,11 +394,7 @@ fn config_check(cli: &Cli) -> i32 {
 
 /// Where a cluster's API server is, read from its kubeconfig and context (no request is made).
 fn resolve_api_server(c: &crate::config::ClusterConfig) -> Result<String, String> {
-    let kc = match &c.kubeconfig {
-        Some(p) => kube::config::Kubeconfig::read_from(p)
-            .map_err(|e| format!("kubeconfig {}: {e}", p.display()))?,
-        None => kube::config::Kubeconfig::read().map_err(|e| format!("kubeconfig: {e}"))?,
-    };
+    let kc = crate::config::load_kubeconfig(c)?;
     let ctx_name = c
         .context
         .clone()
@@ -427,18 +431,37 @@ fn describe_endpoint(ep: &crate::config::Endpoint) -> String {
 }
 
 /// Logs go to a file, never to the screen: $XDG_STATE_HOME/opsdeck/opsdeck.log.
+/// The file is the user's alone (0600, in a 0700 folder, no symlink followed), and there is no
+/// shared /tmp fallback: without a state folder there is no log.
 fn init_logging() {
-    let dir = state_dir();
-    if std::fs::create_dir_all(&dir).is_err() {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+    let Some(dir) = private_state_dir() else {
+        return;
+    };
+    if std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .is_err()
+    {
         return;
     }
     let Ok(file) = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(dir.join("opsdeck.log"))
     else {
         return;
     };
+    // A log an older opsdeck created 0644 becomes private too.
+    if file
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .is_err()
+    {
+        return;
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSDECK_LOG")
         .unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt()
@@ -446,6 +469,16 @@ fn init_logging() {
         .with_ansi(false)
         .with_env_filter(filter)
         .try_init();
+}
+
+/// $XDG_STATE_HOME/opsdeck when it is absolute (XDG), else ~/.local/state/opsdeck; None
+/// without a home.
+fn private_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::home_dir().map(|h| h.join(".local/state")))
+        .map(|d| d.join("opsdeck"))
 }
 
 /// $XDG_STATE_HOME/opsdeck (or ~/.local/state/opsdeck).

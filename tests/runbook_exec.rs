@@ -178,7 +178,7 @@ async fn steps_hand_values_on_and_leave_audit_records_with_secrets_masked() {
     let audit = AuditLog::new(dir.path().join("audit.jsonl"));
     let rb = Arc::new(parse::parse("test", RB).unwrap());
     let mut vars = RunVars::for_target(&target(false));
-    vars.set("TOKEN", "s3cr3t-value".into(), true);
+    vars.set("TOKEN", "s3cr3t-value".into(), true).unwrap();
     let mut run = Run::new(rb.clone(), target(false), vars, audit.clone()).unwrap();
     let cancel = CancellationToken::new();
     let mut seen = Vec::new();

@@ -119,7 +119,7 @@ impl fmt::Display for Endpoint {
         match self {
             Endpoint::Address { host, port } if host.contains(':') => write!(f, "[{host}]:{port}"),
             Endpoint::Address { host, port } => write!(f, "{host}:{port}"),
-            Endpoint::Url(url) => f.write_str(url),
+            Endpoint::Url(url) => f.write_str(&redact_url(url)),
             Endpoint::Service {
                 namespace,
                 name,
@@ -168,11 +168,39 @@ fn parse_address(s: &str) -> Result<Endpoint, String> {
     })
 }
 
+/// The authority of a URL (`user:pass@host:port`), when it has a scheme.
+fn authority(s: &str) -> Option<&str> {
+    let (_, rest) = s.split_once("://")?;
+    rest.split(['/', '?', '#']).next()
+}
+
+/// `s` without the `user:password@` part of its authority: what may be printed anywhere.
+pub fn redact_url(s: &str) -> String {
+    match authority(s).and_then(|a| a.rfind('@').map(|at| (a, at))) {
+        Some((a, at)) => {
+            let start = s.len() - s.split_once("://").map_or(0, |(_, r)| r.len());
+            format!("{}{}{}", &s[..start], &a[at + 1..], &s[start + a.len()..])
+        }
+        None => s.to_string(),
+    }
+}
+
+pub(crate) const URL_USERINFO_MESSAGE: &str = "secrets never inline: a URL must not carry user:password@; give the user as `user` and the credential as X_env, X_file or X_secret (e.g. password_env, token_env)";
+
 fn parse_url(s: &str) -> Result<Endpoint, String> {
+    // Checked first, so no message below ever echoes the credential.
+    if authority(s).is_some_and(|a| a.contains('@')) {
+        return Err(URL_USERINFO_MESSAGE.to_string());
+    }
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"))
-        .ok_or_else(|| format!("expected a URL starting with http:// or https://, found {s:?}"))?;
+        .ok_or_else(|| {
+            format!(
+                "expected a URL starting with http:// or https://, found {:?}",
+                redact_url(s)
+            )
+        })?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || s.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -419,6 +447,23 @@ mod tests {
 
     fn table(text: &str) -> toml::Table {
         text.parse().expect("test TOML parses")
+    }
+
+    #[test]
+    fn urls_are_never_shown_with_their_userinfo() {
+        assert_eq!(
+            redact_url("https://u:p@host:8443/a?b#c"),
+            "https://host:8443/a?b#c"
+        );
+        assert_eq!(redact_url("http://host/a@b"), "http://host/a@b");
+        assert_eq!(redact_url("no scheme"), "no scheme");
+        let e = Endpoint::from_table(&table(r#"url = "https://u:s3cr3t@host""#)).unwrap_err();
+        assert!(
+            e.starts_with("url: secrets never inline") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+        let shown = Endpoint::Url("https://u:s3cr3t@host/x".into()).to_string();
+        assert_eq!(shown, "https://host/x");
     }
 
     #[test]

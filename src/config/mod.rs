@@ -7,6 +7,7 @@ mod duration;
 mod endpoint;
 mod features;
 mod forward;
+mod kubeconfig;
 mod source_map;
 mod validate;
 
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub use duration::parse_duration;
 pub use endpoint::{Endpoint, PortRef, SecretRef};
 pub use forward::{ForwardConfig, ForwardScheme, ForwardTarget, TargetKind};
+pub use kubeconfig::{kube_context, kubeconfig_files, kubeconfig_value, load_kubeconfig};
 
 /// The whole configuration, checked.
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -387,6 +387,13 @@ fn check_cluster(raw: RawCluster, at: &str, diag: &mut Diagnostics<'_>) -> Clust
                     "{name:?} is not a valid environment variable name: use letters, digits and '_', not starting with a digit"
                 ),
             );
+        } else if let Err(e) = crate::runbook::vars::check_settable(name) {
+            diag.error(
+                &key,
+                format!(
+                    "{e}; [cluster.env] cannot set it (interfaces.md \"Reserved runbook variables\")"
+                ),
+            );
         } else if looks_secret(name) {
             diag.warn(
                 &key,
@@ -663,6 +670,33 @@ mod tests {
             loaded.config.clusters[0].kubeconfig,
             Some(PathBuf::from("/home/oncall/.kube/s.yaml"))
         );
+    }
+
+    #[test]
+    fn cluster_env_cannot_set_reserved_or_shell_variables() {
+        let errors = parse_errors(
+            "[[cluster]]\nname = \"a\"\n[cluster.env]\nBACKUP_DIR = \"/b\"\nCONTEXT = \"prod\"\nLD_PRELOAD = \"/x.so\"\nOPSDECK_ENV = \"/etc/passwd\"\n",
+        );
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("config.toml:5: cluster[0].env.CONTEXT: CONTEXT is reserved"),
+            "{errors:#?}"
+        );
+        assert!(errors[1].starts_with("config.toml:6: cluster[0].env.LD_PRELOAD:"));
+        assert!(errors[2].starts_with("config.toml:7: cluster[0].env.OPSDECK_ENV:"));
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_an_error_that_does_not_echo_it() {
+        let errors = parse_errors(
+            "[[cluster]]\nname = \"a\"\n[cluster.argocd]\nurl = \"https://admin:hunter2@argocd.example:8443/x\"\ntoken_env = \"T\"\n",
+        );
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with("config.toml:4: cluster[0].argocd.url: secrets never inline"),
+            "{errors:#?}"
+        );
+        assert!(!errors[0].contains("hunter2") && !errors[0].contains("admin"));
     }
 
     #[test]

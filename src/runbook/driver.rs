@@ -276,8 +276,10 @@ impl Driver {
                 "{name} is secret: it never comes from --var (it would show in ps); set the environment variable {name} or answer the prompt"
             )));
         }
-        self.run.vars.set(name, value, secret || declared_secret);
-        Ok(())
+        self.run
+            .vars
+            .set(name, value, secret || declared_secret)
+            .map_err(|e| Refusal::usage(e.to_string()))
     }
 
     /// The declared variables step `index` uses that have no value yet, in declaration order.

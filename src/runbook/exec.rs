@@ -105,6 +105,7 @@ pub async fn run(
         "-c",
         &spec.command,
     ]);
+    cmd.env_clear();
     cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
     if let Some(cwd) = &spec.cwd {
         cmd.current_dir(cwd);

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod driver;
 pub mod exec;
+pub mod lint;
 pub mod lock;
 pub mod parse;
 
@@ -18,6 +19,11 @@ pub use parse::{Runbook, Step};
 
 include!(concat!(env!("OUT_DIR"), "/runbooks.rs"));
 
+/// How an embedded runbook is named in messages: its path in the repository.
+pub fn embedded_path(name: &str) -> String {
+    format!("runbooks/{name}.md")
+}
+
 /// Where a runbook came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
@@ -31,9 +37,13 @@ pub fn catalog(dir: Option<&Path>) -> (Vec<(Arc<Runbook>, Origin)>, Vec<String>)
     let mut problems = Vec::new();
     let mut out: Vec<(Arc<Runbook>, Origin)> = Vec::new();
     for (name, text) in EMBEDDED {
-        match parse::parse(name, text) {
+        match parse::parse_file(name, &embedded_path(name), text) {
             Ok(rb) => out.push((Arc::new(rb), Origin::Embedded)),
-            Err(e) => problems.push(format!("embedded runbook {e}")),
+            Err(errors) => problems.extend(
+                errors
+                    .iter()
+                    .map(|e| format!("embedded runbook {e}; {name} is not loaded")),
+            ),
         }
     }
     if let Some(dir) = dir {
@@ -52,15 +62,25 @@ pub fn catalog(dir: Option<&Path>) -> (Vec<(Arc<Runbook>, Origin)>, Vec<String>)
                         .and_then(|s| s.to_str())
                         .unwrap_or_default()
                         .to_string();
+                    let file = p.display().to_string();
                     let parsed = std::fs::read_to_string(&p)
-                        .map_err(|e| format!("{}: {e}", p.display()))
-                        .and_then(|t| parse::parse(&name, &t));
+                        .map_err(|e| vec![format!("{file}: {e}")])
+                        .and_then(|t| {
+                            parse::parse_file(&name, &file, &t)
+                                .map_err(|errors| errors.iter().map(ToString::to_string).collect())
+                        });
                     match parsed {
                         Ok(rb) => {
                             out.retain(|(r, _)| r.name != name);
                             out.push((Arc::new(rb), Origin::File(p)));
                         }
-                        Err(e) => problems.push(e),
+                        // A runbook with an error is not loaded at all (a mistyped attribute
+                        // such as `destuctive` must not run as a plain step).
+                        Err(errors) => problems.extend(
+                            errors
+                                .into_iter()
+                                .map(|e| format!("{e}; runbook {name} is not loaded")),
+                        ),
                     }
                 }
             }

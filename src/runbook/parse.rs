@@ -1,7 +1,7 @@
 //! Markdown -> runbook: YAML front matter, and every `sh`/`bash`/`shell` fence as a step with
 //! runme-style attributes. Other fences and all prose are kept for display, never run.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -34,6 +34,10 @@ pub struct StepAttrs {
 pub struct Step {
     pub number: usize,
     pub name: String,
+    /// Whether the fence gave the name (else it was derived from the first command line).
+    pub name_given: bool,
+    /// The line of the opening fence in the file (1-based).
+    pub line: usize,
     /// The heading above the fence.
     pub title: String,
     pub command: String,
@@ -60,6 +64,77 @@ pub struct Runbook {
     pub sha256: String,
 }
 
+/// A problem at one place of a runbook file: `FILE:LINE: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ParseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// Step attributes opsdeck reads (runbooks.md).
+pub const STEP_KEYS: [&str; 9] = [
+    "name",
+    "destructive",
+    "verify",
+    "timeout",
+    "interactive",
+    "cwd",
+    "excludeFromRunAll",
+    "promptEnv",
+    "background",
+];
+
+/// runme's other documented cell attributes: accepted and ignored, so runbooks written for
+/// runme open here.
+pub const RUNME_IGNORED_KEYS: [&str; 8] = [
+    "id",
+    "category",
+    "terminalRows",
+    "closeTerminalOnSuccess",
+    "mimeType",
+    "interpreter",
+    "description",
+    "skipPrompts",
+];
+
+/// The longest `timeout=` accepted, in seconds (7 days): far from any overflow of
+/// `Duration`/`Instant` arithmetic.
+pub const MAX_TIMEOUT_S: u64 = 7 * 86_400;
+
+/// The closest of `candidates` to `word`, when it is a plausible typo (edit distance at most 2,
+/// ignoring case).
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let w = word.to_ascii_lowercase();
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&w, &c.to_ascii_lowercase()), *c))
+        .filter(|(d, c)| *d <= 2.min(c.len() / 2).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != cb);
+            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct FrontMatter {
     title: Option<String>,
@@ -81,6 +156,29 @@ struct RawVar {
 
 fn truthy(v: &str) -> bool {
     matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "1")
+}
+
+/// A flag attribute: `true` or `false` (a typo such as `destructive=ture` must not read as
+/// false).
+fn flag(key: &str, v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(format!("{key}={v}: write {key}=true or {key}=false")),
+    }
+}
+
+/// `timeout=` in whole seconds (a trailing `s` allowed), from 1 to [`MAX_TIMEOUT_S`].
+fn timeout_secs(v: &str) -> Result<u64, String> {
+    let digits = v.strip_suffix('s').unwrap_or(v);
+    match digits.parse::<u64>() {
+        Ok(n) if (1..=MAX_TIMEOUT_S).contains(&n) && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(n)
+        }
+        _ => Err(format!(
+            "timeout={v}: give whole seconds from 1 to {MAX_TIMEOUT_S} (7 days), e.g. timeout=600"
+        )),
+    }
 }
 
 /// Parses the attribute block of an info string, in either of runme's syntaxes:
@@ -153,31 +251,55 @@ pub fn parse_attrs(text: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(out)
 }
 
-fn attrs_from(map: BTreeMap<String, String>) -> Result<(Option<String>, StepAttrs), String> {
+/// The step's attributes; every problem is collected (unknown keys with a suggestion).
+fn attrs_from(map: BTreeMap<String, String>) -> Result<(Option<String>, StepAttrs), Vec<String>> {
     let mut a = StepAttrs::default();
     let mut name = None;
+    let mut errors = Vec::new();
+    let flag_into =
+        |key: &str, v: &str, slot: &mut bool, errors: &mut Vec<String>| match flag(key, v) {
+            Ok(b) => *slot = b,
+            Err(e) => errors.push(e),
+        };
     for (k, v) in map {
         match k.as_str() {
             "name" => name = Some(v),
-            "destructive" => a.destructive = truthy(&v),
-            "verify" => a.verify = truthy(&v),
-            "interactive" => a.interactive = truthy(&v),
-            "excludeFromRunAll" => a.exclude_from_run_all = truthy(&v),
-            "background" => a.background = truthy(&v),
+            "destructive" => flag_into(&k, &v, &mut a.destructive, &mut errors),
+            "verify" => flag_into(&k, &v, &mut a.verify, &mut errors),
+            "interactive" => flag_into(&k, &v, &mut a.interactive, &mut errors),
+            "excludeFromRunAll" => flag_into(&k, &v, &mut a.exclude_from_run_all, &mut errors),
+            "background" => flag_into(&k, &v, &mut a.background, &mut errors),
             "cwd" => a.cwd = Some(v),
-            "timeout" => {
-                let secs = v
-                    .trim_end_matches('s')
-                    .parse::<u64>()
-                    .map_err(|_| format!("timeout={v}: give whole seconds, e.g. timeout=600"))?;
-                a.timeout_s = Some(secs);
+            "timeout" => match timeout_secs(&v) {
+                Ok(secs) => a.timeout_s = Some(secs),
+                Err(e) => errors.push(e),
+            },
+            k if k == "promptEnv" || RUNME_IGNORED_KEYS.contains(&k) => {
+                a.other.insert(k.to_string(), v);
             }
             _ => {
-                a.other.insert(k, v);
+                let all: Vec<&str> = STEP_KEYS
+                    .iter()
+                    .chain(RUNME_IGNORED_KEYS.iter())
+                    .copied()
+                    .collect();
+                let hint = match suggest(&k, &all) {
+                    Some(s) => format!("did you mean `{s}`? "),
+                    None => String::new(),
+                };
+                errors.push(format!(
+                    "unknown step attribute `{k}`: {hint}opsdeck reads {}; runme's {} are ignored",
+                    STEP_KEYS.join(", "),
+                    RUNME_IGNORED_KEYS.join(", ")
+                ));
             }
         }
     }
-    Ok((name, a))
+    if errors.is_empty() {
+        Ok((name, a))
+    } else {
+        Err(errors)
+    }
 }
 
 /// A step name from its first command line: `kubectl get pods -n x` -> `kubectl-get-pods-n-x`.
@@ -215,44 +337,92 @@ fn is_fence(line: &str) -> Option<(char, usize, &str)> {
     (n >= 3).then(|| (c, n, &t[n..]))
 }
 
-/// Parses a runbook. `name` is its file stem.
+/// Parses a runbook. `name` is its file stem; errors read `NAME:LINE: message`.
 pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
+    parse_file(name, name, text).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
+/// The line (1-based, in the whole file) where front matter declares variable `var`.
+fn line_of_var(front: &str, var: &str) -> Option<usize> {
+    front
+        .lines()
+        .position(|l| {
+            let t = l.trim_start();
+            l.len() > t.len()
+                && t.trim_start_matches(['"', '\''])
+                    .strip_prefix(var)
+                    .is_some_and(|rest| {
+                        rest.trim_start_matches(['"', '\''])
+                            .trim_start()
+                            .starts_with(':')
+                    })
+        })
+        .map(|i| i + 2)
+}
+
+/// Parses a runbook read from `file` (named in errors). Every problem is reported: a bad
+/// front matter, a reserved or malformed variable in `vars`, an unknown or malformed step
+/// attribute, an out-of-range `timeout`, a step name given twice.
+pub fn parse_file(name: &str, file: &str, text: &str) -> Result<Runbook, Vec<ParseError>> {
+    let mut errors: Vec<ParseError> = Vec::new();
+    let err = |line: usize, message: String| ParseError {
+        file: file.to_string(),
+        line,
+        message,
+    };
     let sha256 = format!("{:x}", Sha256::digest(text.as_bytes()));
     let (front, body) = split_front_matter(text);
+    let body_offset = text[..text.len() - body.len()].matches('\n').count();
     let fm: FrontMatter = match front {
-        Some(y) if !y.trim().is_empty() => {
-            serde_saphyr::from_str(y).map_err(|e| format!("{name}: front matter: {e}"))?
-        }
+        Some(y) if !y.trim().is_empty() => match serde_saphyr::from_str(y) {
+            Ok(fm) => fm,
+            Err(e) => {
+                errors.push(err(1, format!("front matter: {e}")));
+                FrontMatter::default()
+            }
+        },
         _ => FrontMatter::default(),
     };
-    let vars = fm
-        .vars
-        .into_iter()
-        .map(|(n, v)| {
-            let default = v.default.map(|d| match d {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            });
-            let secret = match &v.secret {
-                serde_json::Value::Bool(b) => *b,
-                serde_json::Value::String(s) => truthy(s),
-                _ => false,
-            };
-            VarDecl {
-                prompt: v.prompt.unwrap_or_else(|| n.clone()),
-                name: n,
-                default,
-                secret,
-            }
-        })
-        .collect();
+    let mut vars = Vec::new();
+    for (n, v) in fm.vars {
+        if let Err(e) = super::vars::check_settable(&n) {
+            let line = front.and_then(|f| line_of_var(f, &n)).unwrap_or(1);
+            errors.push(err(
+                line,
+                format!("vars: {e}; a runbook cannot declare it (interfaces.md \"Reserved runbook variables\")"),
+            ));
+            continue;
+        }
+        let default = v.default.map(|d| match d {
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        });
+        let secret = match &v.secret {
+            serde_json::Value::Bool(b) => *b,
+            serde_json::Value::String(s) => truthy(s),
+            _ => false,
+        };
+        vars.push(VarDecl {
+            prompt: v.prompt.unwrap_or_else(|| n.clone()),
+            name: n,
+            default,
+            secret,
+        });
+    }
     let mut steps: Vec<Step> = Vec::new();
     let mut blocks = Vec::new();
     let mut prose = String::new();
     let mut heading = String::new();
     let mut first_heading: Option<String> = None;
-    let mut lines = body.lines();
-    while let Some(line) = lines.next() {
+    let mut lines = body.lines().enumerate();
+    while let Some((index, line)) = lines.next() {
+        let line_no = body_offset + index + 1;
         if let Some((c, n, info)) = is_fence(line) {
             let info = info.trim();
             let (lang, rest) = info
@@ -265,7 +435,7 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
             };
             let mut code = String::new();
             let mut closed = false;
-            for l in lines.by_ref() {
+            for (_, l) in lines.by_ref() {
                 if let Some((c2, n2, after)) = is_fence(l)
                     && c2 == c
                     && n2 >= n
@@ -281,17 +451,27 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
                 && c == '`'
                 || matches!(lang, "sh" | "bash" | "shell");
             if runnable && closed {
-                let (given, attrs) =
-                    attrs_from(parse_attrs(rest_full.trim()).map_err(|e| format!("{name}: {e}"))?)
-                        .map_err(|e| format!("{name}: {e}"))?;
+                let parsed = parse_attrs(rest_full.trim())
+                    .map_err(|e| vec![e])
+                    .and_then(attrs_from);
+                let (given, attrs) = match parsed {
+                    Ok(p) => p,
+                    Err(es) => {
+                        errors.extend(es.into_iter().map(|e| err(line_no, e)));
+                        (None, StepAttrs::default())
+                    }
+                };
                 if !prose.trim().is_empty() {
                     blocks.push(Block::Markdown(std::mem::take(&mut prose)));
                 }
                 prose.clear();
+                let name_given = given.is_some();
                 let step_name = given.unwrap_or_else(|| derive_name(&code));
                 steps.push(Step {
                     number: steps.len() + 1,
                     name: step_name,
+                    name_given,
+                    line: line_no,
                     title: heading.clone(),
                     command: code,
                     attrs,
@@ -322,11 +502,29 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
     if !prose.trim().is_empty() {
         blocks.push(Block::Markdown(prose));
     }
-    // Names are unique within a runbook: later duplicates get -2, -3, ...
-    let mut seen = HashSet::new();
+    // Names are unique within a runbook: a name given twice is an error (`--from NAME` and the
+    // audit log must mean one step); a derived name that repeats gets -2, -3, ...
+    let mut given_at: HashMap<String, usize> = HashMap::new();
+    for s in steps.iter().filter(|s| s.name_given) {
+        if let Some(first) = given_at.get(&s.name) {
+            errors.push(err(
+                s.line,
+                format!(
+                    "duplicate step name `{}` (also at line {first}); step names are unique within a runbook",
+                    s.name
+                ),
+            ));
+        } else {
+            given_at.insert(s.name.clone(), s.line);
+        }
+    }
+    let mut seen: HashSet<String> = given_at.keys().cloned().collect();
     for s in &mut steps {
         if s.title.is_empty() {
             s.title = s.name.clone();
+        }
+        if s.name_given {
+            continue;
         }
         let base = s.name.clone();
         let mut n = 2;
@@ -334,6 +532,10 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
             s.name = format!("{base}-{n}");
             n += 1;
         }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.line);
+        return Err(errors);
     }
     Ok(Runbook {
         name: name.to_string(),
@@ -351,7 +553,7 @@ pub fn parse(name: &str, text: &str) -> Result<Runbook, String> {
     })
 }
 
-fn split_front_matter(text: &str) -> (Option<&str>, &str) {
+pub(crate) fn split_front_matter(text: &str) -> (Option<&str>, &str) {
     let Some(rest) = text
         .strip_prefix("---\n")
         .or_else(|| text.strip_prefix("---\r\n"))
@@ -449,8 +651,8 @@ not: run
 echo "$BACKUP_FILE"
 ```
 
-```shell {verify=true name='check-pods'}
-true
+```shell {verify=true}
+kubectl --context "$CONTEXT" get pods
 ```
 "#;
 
@@ -469,7 +671,7 @@ true
                 "check-pods",
                 "scale-down",
                 "echo-backup-file",
-                "check-pods-2"
+                "kubectl-context-context-get-pods"
             ]
         );
         assert!(rb.steps[1].attrs.destructive);
@@ -489,12 +691,110 @@ true
     }
 
     #[test]
-    fn unknown_attribute_keys_are_kept_and_ignored() {
-        let rb = parse("x", "```sh {name=a foo=bar promptEnv=false}\ntrue\n```\n").unwrap();
+    fn runme_keys_are_kept_and_ignored() {
+        let rb = parse(
+            "x",
+            "```sh {name=a id=01HF category=db promptEnv=false terminalRows=20}\ntrue\n```\n",
+        )
+        .unwrap();
         assert_eq!(
-            rb.steps[0].attrs.other.get("foo").map(String::as_str),
-            Some("bar")
+            rb.steps[0].attrs.other.get("category").map(String::as_str),
+            Some("db")
         );
+        assert_eq!(rb.steps[0].line, 1);
+        assert!(rb.steps[0].name_given);
+    }
+
+    #[test]
+    fn an_unknown_attribute_is_an_error_with_a_suggestion_at_its_line() {
+        let text = "---\ntitle: T\n---\n# T\n\n```sh {name=a destuctive=true}\ntrue\n```\n";
+        let e = parse_file("t", "runbooks/t.md", text).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        let msg = e[0].to_string();
+        assert!(
+            msg.starts_with(
+                "runbooks/t.md:6: unknown step attribute `destuctive`: did you mean `destructive`?"
+            ),
+            "{msg}"
+        );
+        let e = parse("t", "```sh {name=a foo=bar}\ntrue\n```\n").unwrap_err();
+        assert!(e.contains("`foo`") && !e.contains("did you mean"), "{e}");
+    }
+
+    #[test]
+    fn a_flag_with_a_typo_is_an_error_not_false() {
+        let e = parse("t", "```sh {destructive=ture}\ntrue\n```\n").unwrap_err();
+        assert!(e.contains("destructive=true or destructive=false"), "{e}");
+    }
+
+    #[test]
+    fn out_of_range_timeouts_are_errors_naming_file_and_line() {
+        for t in [
+            "0",
+            "-1",
+            "soon",
+            "604801",
+            "18446744073709551615",
+            "99999999999999999999",
+            "1.5",
+        ] {
+            let text = format!("# x\n\n```sh {{name=a timeout={t}}}\ntrue\n```\n");
+            let e = parse("rb", &text).unwrap_err();
+            assert!(e.starts_with("rb:3: timeout="), "{t}: {e}");
+        }
+        for (t, secs) in [("1", 1), ("600s", 600), ("604800", 604_800)] {
+            let text = format!("```sh {{timeout={t}}}\ntrue\n```\n");
+            assert_eq!(
+                parse("rb", &text).unwrap().steps[0].attrs.timeout_s,
+                Some(secs)
+            );
+        }
+    }
+
+    #[test]
+    fn reserved_variables_cannot_be_declared() {
+        for name in [
+            "CONTEXT",
+            "OPSDECK_ENV",
+            "KUBECONFIG",
+            "BASH_ENV",
+            "LD_PRELOAD",
+        ] {
+            let text = format!(
+                "---\ntitle: T\nvars:\n  OK:\n    prompt: fine\n  {name}:\n    prompt: which?\n    secret: true\n---\n```sh\ntrue\n```\n"
+            );
+            let e = parse_file("t", "t.md", &text).unwrap_err();
+            assert_eq!(e.len(), 1, "{e:?}");
+            assert_eq!(e[0].line, 6, "{name}: {e:?}");
+            assert!(e[0].message.contains(name), "{e:?}");
+        }
+    }
+
+    #[test]
+    fn a_step_name_given_twice_is_an_error() {
+        let e = parse(
+            "t",
+            "```sh {name=a}\ntrue\n```\n\n```sh {name=a}\ntrue\n```\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.starts_with("t:5: duplicate step name `a` (also at line 1)"),
+            "{e}"
+        );
+        // Derived names never clash with given ones.
+        let rb = parse("t", "```sh {name=true}\ntrue\n```\n\n```sh\ntrue\n```\n").unwrap();
+        assert_eq!(rb.steps[1].name, "true-2");
+    }
+
+    #[test]
+    fn suggestions_are_for_near_misses_only() {
+        assert_eq!(suggest("destuctive", &STEP_KEYS), Some("destructive"));
+        assert_eq!(suggest("timout", &STEP_KEYS), Some("timeout"));
+        assert_eq!(
+            suggest("excludefromrunall", &STEP_KEYS),
+            Some("excludeFromRunAll")
+        );
+        assert_eq!(suggest("foo", &STEP_KEYS), None);
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Run {
         index: usize,
         command: &str,
         confirmation: Confirmation,
-        on_line: impl FnMut(&str),
+        mut on_line: impl FnMut(&str),
         cancel: &CancellationToken,
         cancel_reason: impl Fn() -> Option<String>,
     ) -> std::io::Result<StepOutcome> {
@@ -169,7 +169,7 @@ impl Run {
             interactive: step.attrs.interactive,
             grace: std::time::Duration::from_secs(5),
         };
-        let outcome = exec::run(&spec, on_line, cancel).await;
+        let outcome = exec::run(&spec, &mut on_line, cancel).await;
         let mut fin = rec.clone();
         fin.event = "step_finished".into();
         fin.finished_at = Some(now());
@@ -210,7 +210,9 @@ impl Run {
         }
         self.audit.append(&fin, &secrets)?;
         if matches!(self.states[index], StepState::Ok) {
-            self.vars.take_handed_on(&env_file);
+            for notice in self.vars.take_handed_on(&env_file).notices() {
+                on_line(&notice);
+            }
         }
         outcome
     }

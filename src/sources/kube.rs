@@ -11,7 +11,7 @@ use futures::{FutureExt, StreamExt, stream::BoxStream};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::config::KubeConfigOptions;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use tokio::sync::mpsc::UnboundedSender;
@@ -27,11 +27,8 @@ pub const INITIAL_SILENCE: Duration = Duration::from_secs(10);
 /// Builds a client for one cluster: its own kubeconfig file (K3s names every context `default`,
 /// so files are never merged) or the default KUBECONFIG rules, and its context.
 pub async fn client_for(cluster: &ClusterConfig) -> Result<Client, String> {
-    let kubeconfig = match &cluster.kubeconfig {
-        Some(path) => Kubeconfig::read_from(path)
-            .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?,
-        None => Kubeconfig::read().map_err(|e| format!("kubeconfig: {e}"))?,
-    };
+    // The same resolution as runbook steps' KUBECONFIG and CONTEXT (config::kubeconfig_files).
+    let kubeconfig = crate::config::load_kubeconfig(cluster)?;
     let options = KubeConfigOptions {
         context: cluster.context.clone(),
         ..Default::default()
