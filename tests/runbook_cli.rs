@@ -368,13 +368,18 @@ fn log_lists_runs_and_exports_markdown() {
 
 #[test]
 fn every_embedded_step_passes_the_runbook_lint() {
-    let out = Command::new("bash")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lint-runbooks.sh"))
+    // The same parser and rules as the runner, with shellcheck over every step.
+    assert!(
+        Command::new("shellcheck").arg("--version").output().is_ok(),
+        "shellcheck is needed: apt-get install shellcheck"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_opsdeck"))
+        .args(["runbook", "lint"])
         .output()
-        .expect("bash runs");
+        .expect("opsdeck runs");
     assert!(
         out.status.success(),
-        "lint-runbooks failed (needs shellcheck: apt-get install shellcheck):\n{}{}",
+        "runbook lint failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );

@@ -329,19 +329,40 @@ fn the_embedded_runbooks_pass_lint() {
     assert!(stderr.contains(": ok"), "{stderr}");
 }
 
-fn write_kubeconfig(path: &Path, context: &str, current: bool) {
-    let current = if current {
-        format!("current-context: {context}\n")
-    } else {
-        String::new()
-    };
-    std::fs::write(
-        path,
-        format!(
-            "apiVersion: v1\nkind: Config\n{current}clusters:\n- name: c-{context}\n  cluster:\n    server: https://127.0.0.1:1\nusers:\n- name: u-{context}\n  user: {{}}\ncontexts:\n- name: {context}\n  context:\n    cluster: c-{context}\n    user: u-{context}\n"
-        ),
-    )
-    .unwrap();
+/// The simulated fleet, for steps whose run must take the cluster's Lease (a reachable API).
+struct Api {
+    _runtime: tokio::runtime::Runtime,
+    _fleet: opsdeck::sim::Fleet,
+    kubeconfig: kube::config::Kubeconfig,
+}
+
+fn api() -> Api {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fleet = runtime
+        .block_on(opsdeck::sim::Fleet::start(opsdeck::sim::SimOptions::default()))
+        .unwrap();
+    let kubeconfig = kube::config::Kubeconfig::read_from(fleet.kubeconfig_path()).unwrap();
+    Api {
+        _runtime: runtime,
+        _fleet: fleet,
+        kubeconfig,
+    }
+}
+
+/// A kubeconfig whose only context, `context`, reaches the simulated staging API.
+fn write_kubeconfig(api: &Api, path: &Path, context: &str, current: bool) {
+    let mut k = api.kubeconfig.clone();
+    k.contexts.retain(|c| c.name == "staging");
+    for c in &mut k.contexts {
+        c.name = context.to_string();
+    }
+    k.current_context = current.then(|| context.to_string());
+    // JSON is YAML.
+    std::fs::write(path, serde_json::to_string(&k).unwrap()).unwrap();
 }
 
 #[test]
@@ -349,8 +370,9 @@ fn a_step_targets_the_kubeconfig_and_context_the_console_merges() {
     let env = Env::new("");
     let a = env.dir.path().join("a.yaml");
     let b = env.dir.path().join("b.yaml");
-    write_kubeconfig(&a, "ctx-a", false);
-    write_kubeconfig(&b, "ctx-b", true);
+    let api = api();
+    write_kubeconfig(&api, &a, "ctx-a", false);
+    write_kubeconfig(&api, &b, "ctx-b", true);
     let list = format!("{}:{}", a.display(), b.display());
     // What the console's client resolves (kube-rs merges every file of $KUBECONFIG).
     let merged = kube::config::Kubeconfig::read_from(&a)
@@ -380,7 +402,8 @@ fn a_step_targets_the_kubeconfig_and_context_the_console_merges() {
 fn the_step_header_shows_the_context_the_step_gets() {
     let env = Env::new("context = \"staging-ctx\"\n");
     let kc = env.dir.path().join("k.yaml");
-    write_kubeconfig(&kc, "staging-ctx", false);
+    let api = api();
+    write_kubeconfig(&api, &kc, "staging-ctx", false);
     let o = env
         .cmd(&["runbook", "run", "env", "--cluster", "staging", "--yes"])
         .env("KUBECONFIG", &kc)
