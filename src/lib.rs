@@ -12,6 +12,7 @@ pub mod drill;
 pub mod effects;
 pub mod forward;
 pub mod keymap;
+pub mod lines;
 pub mod model;
 pub mod runbook;
 #[cfg(feature = "sim")]
