@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cli_forward;
 pub mod cli_runbook;
 pub mod config;
+pub mod crash;
 pub mod drill;
 pub mod effects;
 pub mod forward;

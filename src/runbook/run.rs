@@ -208,6 +208,19 @@ impl Run {
             interactive: step.attrs.interactive,
             grace: std::time::Duration::from_secs(5),
         };
+        // If the process must end mid-step (a panic), the step still gets its end record.
+        let abort_record = {
+            let (audit, secrets, mut fin) = (self.audit.clone(), secrets.clone(), rec.clone());
+            let started = std::time::Instant::now();
+            exec::register_on_abort(Box::new(move |reason| {
+                fin.event = "step_finished".into();
+                fin.finished_at = Some(now());
+                fin.signal = Some("cancelled".into());
+                fin.reason = Some(reason.to_string());
+                fin.duration_ms = Some(started.elapsed().as_millis() as u64);
+                let _ = audit.append(&fin, &secrets);
+            }))
+        };
         let outcome = exec::run(&spec, on_line, cancel).await;
         let mut fin = rec.clone();
         fin.event = "step_finished".into();
@@ -216,6 +229,7 @@ impl Run {
             Ok(o) => {
                 fin.exit_code = o.exit_code();
                 fin.signal = o.signal_name();
+                fin.reason = o.cancel_reason.clone();
                 fin.duration_ms = Some(o.duration.as_millis() as u64);
                 let tail: Vec<&str> = o
                     .tail
@@ -241,7 +255,9 @@ impl Run {
                 self.states[index] = StepState::Failed(format!("could not start: {e}"));
             }
         }
-        self.audit.append(&fin, &secrets)?;
+        let appended = self.audit.append(&fin, &secrets);
+        drop(abort_record);
+        appended?;
         if matches!(self.states[index], StepState::Ok) {
             self.vars.take_handed_on(&env_file);
         }
