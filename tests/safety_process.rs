@@ -415,3 +415,101 @@ fn a_panic_in_a_spawned_task_ends_the_process_after_the_end_record() {
         Duration::from_secs(5),
     );
 }
+
+/// `runbook run` at a real terminal: an interactive step is given the terminal (its own process
+/// group in the foreground: it can read from it), opsdeck takes the terminal back after it (the
+/// next prompt can be answered), and an interactive step's timeout ends it and its children.
+#[test]
+fn an_interactive_step_gets_the_terminal_gives_it_back_and_times_out() {
+    use portable_pty::{CommandBuilder, PtySize, native_pty_system};
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    let env = Env::new(&[(
+        "tty",
+        "---\ntitle: Terminal\n---\n## Ask\n```sh {name=ask interactive=true}\nread -r answer\necho \"$answer\" > \"$OUT_DIR/answer\"\n```\n## Hang\n```sh {name=hang interactive=true timeout=1}\nsleep 300 &\necho $! > \"$OUT_DIR/child\"\nsleep 300\n```\n",
+    )]);
+    let pair = native_pty_system()
+        .openpty(PtySize {
+            rows: 24,
+            cols: 80,
+            pixel_width: 0,
+            pixel_height: 0,
+        })
+        .expect("a pty");
+    let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_opsdeck"));
+    cmd.arg("--config");
+    cmd.arg(&env.config);
+    cmd.args(["runbook", "run", "tty", "--cluster", "staging"]);
+    cmd.env("XDG_STATE_HOME", env.dir.path().join("state"));
+    let mut child = pair.slave.spawn_command(cmd).expect("opsdeck starts");
+    let mut reader = pair.master.try_clone_reader().unwrap();
+    let mut writer = pair.master.take_writer().unwrap();
+    let seen = Arc::new(Mutex::new(String::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let wait_for = |what: &str, count: usize| {
+        let until = Instant::now() + Duration::from_secs(20);
+        while seen.lock().unwrap().matches(what).count() < count {
+            assert!(
+                Instant::now() < until,
+                "no {what:?} (#{count}) in:\n{}",
+                seen.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("Run it?", 1);
+    writer.write_all(b"y\r").unwrap();
+    // The step reads from the terminal: it must be in the foreground to do so.
+    std::thread::sleep(Duration::from_millis(300));
+    writer.write_all(b"hello\r").unwrap();
+    let answer = env.out("answer");
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&answer).unwrap_or_default() != "hello\n" {
+        assert!(
+            Instant::now() < until,
+            "the interactive step could not read the terminal:\n{}",
+            seen.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // opsdeck has the terminal again: its next prompt reads the answer.
+    wait_for("Run it?", 2);
+    writer.write_all(b"y\r").unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!(
+                "the interactive step outlived its timeout:\n{}",
+                seen.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!status.success(), "a timed-out step fails the run");
+    assert!(
+        seen.lock().unwrap().contains("timeout"),
+        "{}",
+        seen.lock().unwrap()
+    );
+    let bg = wait_for_pid(&env.out("child"));
+    assert_gone_within(
+        &[(bg, "the interactive step's child")],
+        Duration::from_secs(3),
+    );
+}
