@@ -8,10 +8,12 @@ pub mod cli;
 pub mod cli_forward;
 pub mod cli_runbook;
 pub mod config;
+pub mod crash;
 pub mod drill;
 pub mod effects;
 pub mod forward;
 pub mod keymap;
+pub mod lines;
 pub mod model;
 pub mod runbook;
 #[cfg(feature = "sim")]

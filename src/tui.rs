@@ -40,11 +40,9 @@ pub struct TerminalGuard;
 
 impl TerminalGuard {
     pub fn enter() -> io::Result<TerminalGuard> {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            restore();
-            previous(info);
-        }));
+        // The process-wide hook (main installs it) restores the terminal, after ending the
+        // running steps, and ends the process.
+        crate::crash::install_hook();
         terminal::enable_raw_mode()?;
         execute!(io::stdout(), terminal::EnterAlternateScreen, cursor::Hide)?;
         Ok(TerminalGuard)

@@ -3,12 +3,13 @@
 
 use std::collections::VecDeque;
 
-use futures::{AsyncBufReadExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::LogParams;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+use crate::lines::{LineSplitter, MAX_LINE, next_line};
 
 /// Lines a log view keeps; older ones are dropped.
 pub const DEFAULT_CAPACITY: usize = 2_000;
@@ -83,17 +84,30 @@ pub async fn tail(
             return;
         }
     };
-    let mut lines = Box::pin(reader.lines());
+    forward_lines(reader, &what, &tx, &cancel).await;
+}
+
+/// Sends each line of `reader` as a [`LogEvent::Line`], every line bounded to
+/// [`MAX_LINE`](crate::lines::MAX_LINE) bytes (a container printing without newlines costs no
+/// memory beyond that), then `Ended` or `Error`; stops early on cancel or a closed receiver.
+async fn forward_lines(
+    reader: impl futures::AsyncBufRead,
+    what: &str,
+    tx: &mpsc::Sender<LogEvent>,
+    cancel: &CancellationToken,
+) {
+    let mut reader = Box::pin(reader);
+    let mut splitter = LineSplitter::new(MAX_LINE);
     loop {
         let next = tokio::select! {
-            l = lines.next() => l,
+            l = next_line(&mut reader, &mut splitter) => l,
             () = cancel.cancelled() => return,
             () = tx.closed() => return,
         };
         let ev = match next {
-            Some(Ok(l)) => LogEvent::Line(l),
-            Some(Err(e)) => LogEvent::Error(format!("{what}: {e}")),
-            None => LogEvent::Ended,
+            Ok(Some(l)) => LogEvent::Line(l.into_text()),
+            Err(e) => LogEvent::Error(format!("{what}: {e}")),
+            Ok(None) => LogEvent::Ended,
         };
         let last = !matches!(ev, LogEvent::Line(_));
         if tx.send(ev).await.is_err() || last {
@@ -224,6 +238,22 @@ fn contains_ignore_ascii_case(hay: &str, needle: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_log_line_without_end_is_cut_and_the_tail_goes_on() {
+        let mut data = vec![b'z'; 5 * MAX_LINE];
+        data.extend_from_slice(b"\nnext line\n");
+        let reader = futures::io::Cursor::new(data);
+        let (tx, mut rx) = mpsc::channel(16);
+        forward_lines(reader, "log", &tx, &CancellationToken::new()).await;
+        let LogEvent::Line(first) = rx.recv().await.unwrap() else {
+            panic!("not a line");
+        };
+        assert!(first.starts_with("zzz") && first.len() < MAX_LINE + 64);
+        assert!(first.ends_with(&crate::lines::cut_marker(4 * MAX_LINE as u64)));
+        assert_eq!(rx.recv().await, Some(LogEvent::Line("next line".into())));
+        assert_eq!(rx.recv().await, Some(LogEvent::Ended));
+    }
 
     #[test]
     fn buffer_keeps_the_newest_lines() {

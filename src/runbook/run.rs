@@ -169,6 +169,19 @@ impl Run {
             interactive: step.attrs.interactive,
             grace: std::time::Duration::from_secs(5),
         };
+        // If the process must end mid-step (a panic), the step still gets its end record.
+        let abort_record = {
+            let (audit, secrets, mut fin) = (self.audit.clone(), secrets.clone(), rec.clone());
+            let started = std::time::Instant::now();
+            exec::register_on_abort(Box::new(move |reason| {
+                fin.event = "step_finished".into();
+                fin.finished_at = Some(now());
+                fin.result = Some("cancelled".into());
+                fin.signal = Some(reason.to_string());
+                fin.duration_ms = Some(started.elapsed().as_millis() as u64);
+                let _ = audit.append(&fin, &secrets);
+            }))
+        };
         let outcome = exec::run(&spec, &mut on_line, cancel).await;
         let mut fin = rec.clone();
         fin.event = "step_finished".into();
@@ -179,7 +192,8 @@ impl Run {
                 fin.signal = o.signal_name();
                 if o.ending == exec::Ending::Cancelled {
                     fin.result = Some("cancelled".into());
-                    if let Some(why) = cancel_reason() {
+                    // Who cancelled it: a signal's name, `quit`, `panic`...
+                    if let Some(why) = cancel_reason().or_else(|| o.cancel_reason.clone()) {
                         fin.signal = Some(why);
                     }
                 }
@@ -208,7 +222,9 @@ impl Run {
                 self.states[index] = StepState::Failed(format!("could not start: {e}"));
             }
         }
-        self.audit.append(&fin, &secrets)?;
+        let appended = self.audit.append(&fin, &secrets);
+        drop(abort_record);
+        appended?;
         if matches!(self.states[index], StepState::Ok) {
             for notice in self.vars.take_handed_on(&env_file).notices() {
                 on_line(&notice);

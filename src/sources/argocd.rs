@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{FeatureData, SourceEvent, SourceUpdate};
 use crate::config::{ClusterConfig, Endpoint, SecretRef, parse_duration};
+use crate::lines::LineSplitter;
 use crate::model::argocd::{
     AppSummary, ArgoAction, ArgocdSnapshot, Condition, FollowMode, Health, HistoryEntry, Operation,
     OperationPhase, ResourceRow, SyncStatus,
@@ -1418,6 +1419,11 @@ pub async fn run(
     }
 }
 
+/// The longest stream line (one application event) kept: an application with a few hundred
+/// resources makes events well past the 64 KiB of step output, and dropping those would leave its
+/// row stale; a peer sending more without a newline still costs no more than this.
+pub const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
+
 /// Reads the stream line by line, applying each change and publishing after every burst.
 async fn follow(
     resp: reqwest::Response,
@@ -1427,7 +1433,7 @@ async fn follow(
 ) -> StreamEnd {
     let url = reporter.endpoint.clone();
     let mut body = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = LineSplitter::new(MAX_EVENT_LINE);
     loop {
         let chunk = tokio::select! {
             _ = cancel.cancelled() => return StreamEnd::Cancelled,
@@ -1442,41 +1448,15 @@ async fn follow(
             }
             Ok(Some(Ok(c))) => c,
         };
-        buf.extend_from_slice(&chunk);
+        let mut changed = match apply_stream_bytes(&mut lines, &chunk, apps, &url) {
+            Ok(c) => c,
+            Err(e) => return StreamEnd::Failed(e),
+        };
         // Take whatever else already arrived, so a burst becomes one snapshot.
         while let Some(Some(Ok(more))) = body.next().now_or_never() {
-            buf.extend_from_slice(&more);
-        }
-        let mut changed = false;
-        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=pos).collect();
-            match parse_stream_line(&line) {
-                Ok(Some(AppChange::Upsert(a))) => {
-                    changed |= apps.get(&a.name) != Some(&*a);
-                    apps.insert(a.name.clone(), *a);
-                }
-                Ok(Some(AppChange::Delete(name))) => {
-                    changed |= apps.remove(&name).is_some();
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    let message = e.message.unwrap_or_else(|| "no message".into());
-                    let err = if e.http_code == Some(401) || e.grpc_code == Some(16) {
-                        ArgoError::Unauthorized {
-                            url,
-                            message,
-                            fix: "check the configured token".into(),
-                        }
-                    } else {
-                        ArgoError::Http {
-                            url,
-                            status: e.http_code.unwrap_or(500) as u16,
-                            what: "the application stream".into(),
-                            message,
-                        }
-                    };
-                    return StreamEnd::Failed(err);
-                }
+            match apply_stream_bytes(&mut lines, &more, apps, &url) {
+                Ok(c) => changed |= c,
+                Err(e) => return StreamEnd::Failed(e),
             }
         }
         if (changed || reporter.failing.is_some()) && !reporter.publish(apps, FollowMode::Stream) {
@@ -1485,9 +1465,83 @@ async fn follow(
     }
 }
 
+/// Applies every line that `bytes` completes to `apps`; whether anything changed. A line over
+/// [`MAX_EVENT_LINE`] is dropped with a warning and the stream goes on; the stream's own error
+/// message ends it.
+fn apply_stream_bytes(
+    lines: &mut LineSplitter,
+    mut bytes: &[u8],
+    apps: &mut BTreeMap<String, AppSummary>,
+    url: &str,
+) -> Result<bool, ArgoError> {
+    let mut changed = false;
+    while !bytes.is_empty() {
+        let (used, line) = lines.take(bytes);
+        bytes = &bytes[used..];
+        let Some(line) = line else { continue };
+        if line.dropped > 0 {
+            tracing::warn!(
+                url,
+                bytes = line.bytes.len() as u64 + line.dropped,
+                limit = MAX_EVENT_LINE,
+                "ArgoCD stream: an event longer than the limit was dropped"
+            );
+            continue;
+        }
+        match parse_stream_line(&line.bytes) {
+            Ok(Some(AppChange::Upsert(a))) => {
+                changed |= apps.get(&a.name) != Some(&*a);
+                apps.insert(a.name.clone(), *a);
+            }
+            Ok(Some(AppChange::Delete(name))) => {
+                changed |= apps.remove(&name).is_some();
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let message = e.message.unwrap_or_else(|| "no message".into());
+                return Err(if e.http_code == Some(401) || e.grpc_code == Some(16) {
+                    ArgoError::Unauthorized {
+                        url: url.to_string(),
+                        message,
+                        fix: "check the configured token".into(),
+                    }
+                } else {
+                    ArgoError::Http {
+                        url: url.to_string(),
+                        status: e.http_code.unwrap_or(500) as u16,
+                        what: "the application stream".into(),
+                        message,
+                    }
+                });
+            }
+        }
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_over_long_stream_event_is_dropped_and_the_stream_goes_on() {
+        let event = |name: &str| {
+            format!(
+                r#"{{"result":{{"type":"MODIFIED","application":{{"metadata":{{"name":"{name}"}},"spec":{{}},"status":{{}}}}}}}}"#
+            )
+        };
+        let mut lines = LineSplitter::new(MAX_EVENT_LINE);
+        let mut apps = BTreeMap::new();
+        // A huge first event, arriving in pieces, then a normal one in the same burst.
+        let huge = format!("{}{}\n", event("huge"), " ".repeat(MAX_EVENT_LINE));
+        let bytes = format!("{huge}{}\n", event("small"));
+        let mut changed = false;
+        for piece in bytes.as_bytes().chunks(64 * 1024) {
+            changed |= apply_stream_bytes(&mut lines, piece, &mut apps, "https://argocd").unwrap();
+        }
+        assert!(changed);
+        assert_eq!(apps.keys().collect::<Vec<_>>(), ["small"]);
+    }
 
     #[test]
     fn real_wire_json_is_accepted() {
