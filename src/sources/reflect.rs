@@ -30,7 +30,7 @@ pub use crate::model::kube::Undecodable;
 
 /// After this long without a word from the API server (no event, no bookmark, no page), the
 /// source asks it something cheap on the same client.
-pub const PROBE_AFTER: Duration = Duration::from_secs(10);
+pub const PROBE_AFTER: Duration = Duration::from_secs(12);
 /// After this long without a word, despite the probe, the cluster is marked stale:
 /// `no answer from the API for 15s`.
 pub const STALE_AFTER: Duration = Duration::from_secs(15);

@@ -226,7 +226,10 @@ async fn connection(shared: Arc<Shared>, mut client: TcpStream) {
     // One request per connection: ask the server to close after answering.
     let mut lines: Vec<&str> = text.split("\r\n").collect();
     lines.retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
-    let pos = lines.iter().position(|l| l.is_empty()).unwrap_or(lines.len());
+    let pos = lines
+        .iter()
+        .position(|l| l.is_empty())
+        .unwrap_or(lines.len());
     lines.insert(pos.min(1).max(1), "Connection: close");
     let head = lines.join("\r\n");
     let Ok(mut server) = TcpStream::connect(shared.upstream).await else {
