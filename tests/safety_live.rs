@@ -428,10 +428,16 @@ async fn gone_on_every_watch_for_12s_keeps_every_kind() {
         k.join(",")
     };
     assert_eq!(kinds(&first), "DaemonSet,Deployment,StatefulSet");
+    // 410 both ways a server says it: as the answer to the watch request, and as an ERROR
+    // event on a watch that started (the one that makes a watcher relist), 12 s in all.
     proxy.set(Fault::GoneOnWatch);
     proxy.cut();
-    for round in 1..=3 {
-        tokio::time::sleep(Duration::from_secs(4)).await;
+    for round in 1..=4 {
+        if round == 3 {
+            proxy.set(Fault::ExpiredOnWatch);
+            proxy.cut();
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
         change_every_kind(&fleet, round);
     }
     proxy.set(Fault::None);
@@ -495,7 +501,7 @@ async fn every_kind_equals_a_fresh_list_after_faults_at_every_phase() {
     converges_to_truth(&mut rx, &direct, Duration::from_secs(10), "cut mid-watch").await;
     // During the relist: 410 on the watch makes every kind relist; the relists fail (500,
     // then refused) while things change.
-    proxy.set(Fault::GoneOnWatch);
+    proxy.set(Fault::ExpiredOnWatch);
     proxy.cut();
     tokio::time::sleep(Duration::from_millis(300)).await;
     proxy.set(Fault::Answer500);

@@ -10,7 +10,9 @@
 //! - `Refuse`: the listener is closed (connections refused); the port is bound again after;
 //! - `cut()`: resets every established connection (RST);
 //! - `Answer500`, `Answer401`: every request is answered by the proxy with that status;
-//! - `GoneOnWatch`: every request with `watch=true` in its query is answered `410 Gone`.
+//! - `GoneOnWatch`: every request with `watch=true` in its query is answered `410 Gone`;
+//!   `ExpiredOnWatch`: the same as a watch event (`ERROR` with a 410 Status), as a real API
+//!   server says it.
 
 #![allow(dead_code)]
 
@@ -30,6 +32,9 @@ pub enum Fault {
     Answer500,
     Answer401,
     GoneOnWatch,
+    /// Every watch request is answered the way a real API server says its resourceVersion
+    /// is too old: `200` and one `ERROR` event carrying a 410 Status, then the end.
+    ExpiredOnWatch,
 }
 
 struct Shared {
@@ -215,6 +220,20 @@ async fn connection(shared: Arc<Shared>, mut client: TcpStream) {
         Fault::Answer401 => Some(canned(401, "Unauthorized", "Unauthorized", "Unauthorized")),
         Fault::GoneOnWatch if line.contains("watch=true") || line.contains("watch=1") => {
             Some(canned(410, "Gone", "Expired", "too old resource version"))
+        }
+        Fault::ExpiredOnWatch if line.contains("watch=true") || line.contains("watch=1") => {
+            let event = serde_json::json!({"type": "ERROR", "object": {
+                "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": "too old resource version: 1 (2)", "reason": "Expired", "code": 410}})
+            .to_string()
+                + "\n";
+            Some(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{event}",
+                    event.len()
+                )
+                .into_bytes(),
+            )
         }
         _ => None,
     };
