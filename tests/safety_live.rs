@@ -296,11 +296,9 @@ fn change_every_kind(fleet: &Fleet, round: u64) {
         sim.delete_pod(&ns, &format!("fault-round-{}", round - 1));
     }
     let available = (round % 2) as i64;
-    for (kind, ns, name) in [(&store::DEPLOYMENTS, "goapps-staging", "frontend")] {
-        bump(kind, ns, name, &|v| {
-            v["status"]["availableReplicas"] = available.into()
-        });
-    }
+    bump(&store::DEPLOYMENTS, "goapps-staging", "frontend", &|v| {
+        v["status"]["availableReplicas"] = available.into()
+    });
     let sts = s.list(&store::STATEFULSETS, None).1;
     let first = &sts[0];
     let (sns, sname) = (

@@ -1,6 +1,7 @@
 //! The Kubernetes source: watches Pods, Deployments, StatefulSets, DaemonSets and Nodes of one
-//! cluster (kube-runtime watchers, no polling), reduces every object to a compact summary on
-//! arrival and publishes a whole [`KubeSnapshot`] whenever something changed.
+//! cluster (list + watch per kind, see `reflect.rs`; no polling), reduces every object to a
+//! compact summary on arrival and publishes a whole [`KubeSnapshot`] whenever something
+//! changed. A silent API server is probed and, past `reflect::STALE_AFTER`, marked stale.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -121,10 +121,11 @@ impl FaultProxy {
     /// Switches a fault on, or off with `Fault::None`.
     pub fn set(&self, fault: Fault) {
         let before = self.shared.fault.send_replace(fault);
-        if fault == Fault::Refuse && before != Fault::Refuse {
-            if let Some(t) = self.accept.lock().unwrap().take() {
-                t.abort();
-            }
+        if fault == Fault::Refuse
+            && before != Fault::Refuse
+            && let Some(t) = self.accept.lock().unwrap().take()
+        {
+            t.abort();
         }
         if before == Fault::Refuse && fault != Fault::Refuse {
             let mut last = None;
@@ -245,11 +246,8 @@ async fn connection(shared: Arc<Shared>, mut client: TcpStream) {
     // One request per connection: ask the server to close after answering.
     let mut lines: Vec<&str> = text.split("\r\n").collect();
     lines.retain(|l| !l.to_ascii_lowercase().starts_with("connection:"));
-    let pos = lines
-        .iter()
-        .position(|l| l.is_empty())
-        .unwrap_or(lines.len());
-    lines.insert(pos.min(1).max(1), "Connection: close");
+    // Right after the request line.
+    lines.insert(1, "Connection: close");
     let head = lines.join("\r\n");
     let Ok(mut server) = TcpStream::connect(shared.upstream).await else {
         reset(&client);
