@@ -92,6 +92,11 @@ fn cluster_json(c: &ClusterView, now: Timestamp) -> Value {
     let mut obj = json!({
         "name": c.name, "context": c.context, "protected": c.protected, "reachable": reachable,
     });
+    // The Kubernetes source's own `stale`, the same shape as a feature's: why the cluster's
+    // picture is not current (a stalled or failing API), and since when.
+    if let Some(s) = &c.kube_stale {
+        obj["stale"] = json!({"since": ts(s.since), "reason": s.reason});
+    }
     if reachable && let Some(snap) = &c.kube {
         let k = &snap.counts;
         let unhealthy: Vec<Value> = snap

@@ -294,9 +294,33 @@ pub struct KubeSnapshot {
     pub counts: PodCounts,
     pub workloads: Vec<WorkloadSummary>,
     pub nodes: Vec<NodeSummary>,
+    /// Objects the API served that could not be read: each is one warning, never a
+    /// blank cluster.
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// An object the API server served that opsdeck could not decode: skipped, and named in a
+/// warning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Undecodable {
+    /// `Pod`, `Deployment`, ...
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    #[serde(skip)]
+    pub resource_version: Option<String>,
+    /// The decoder's complaint.
+    pub reason: String,
 }
 
 impl KubeSnapshot {
+    /// The same snapshot, with the objects that could not be read.
+    pub fn with_undecodable(mut self, mut bad: Vec<Undecodable>) -> Self {
+        bad.sort_by(|a, b| (&a.kind, &a.namespace, &a.name).cmp(&(&b.kind, &b.namespace, &b.name)));
+        self.undecodable = bad;
+        self
+    }
+
     pub fn new(
         pods: Vec<Arc<PodSummary>>,
         mut workloads: Vec<WorkloadSummary>,
@@ -341,6 +365,7 @@ impl KubeSnapshot {
             counts,
             workloads,
             nodes,
+            undecodable: Vec::new(),
         }
     }
 
@@ -410,6 +435,22 @@ pub fn kube_findings(snap: &KubeSnapshot, now: Timestamp) -> Vec<RawFinding> {
             format!(
                 "{} {}/{} has {}/{} replicas available",
                 w.kind, w.namespace, w.name, w.available, w.desired
+            ),
+        ));
+    }
+    for b in &snap.undecodable {
+        let place = if b.namespace.is_empty() {
+            b.name.clone()
+        } else {
+            format!("{}/{}", b.namespace, b.name)
+        };
+        out.push(RawFinding::new(
+            Severity::Warn,
+            "kubernetes",
+            format!("undecodable/{}/{place}", b.kind),
+            format!(
+                "{} {place} could not be read and is not shown: {}",
+                b.kind, b.reason
             ),
         ));
     }

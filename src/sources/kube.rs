@@ -1,22 +1,26 @@
 //! The Kubernetes source: watches Pods, Deployments, StatefulSets, DaemonSets and Nodes of one
-//! cluster (kube-runtime watchers, no polling), reduces every object to a compact summary on
-//! arrival and publishes a whole [`KubeSnapshot`] whenever something changed.
+//! cluster (list + watch per kind, see `reflect.rs`; no polling), reduces every object to a
+//! compact summary on arrival and publishes a whole [`KubeSnapshot`] whenever something
+//! changed. A silent API server is probed and, past `reflect::STALE_AFTER`, marked stale.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{FutureExt, StreamExt, stream::BoxStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Node, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use kube::Client;
+#[cfg(test)]
+use kube::Resource;
 use kube::config::KubeConfigOptions;
-use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::runtime::watcher;
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::reflect::{self, KindSpec, Signal, Step, Table, Tagged};
 use super::{SourceEvent, SourceUpdate};
 use crate::config::ClusterConfig;
 use crate::model::{KubeSnapshot, NodeSummary, PodSummary, WorkloadSummary};
@@ -43,21 +47,6 @@ pub async fn client_for(cluster: &ClusterConfig) -> Result<Client, String> {
         })?;
     config.connect_timeout = Some(Duration::from_secs(5));
     Client::try_from(config).map_err(|e| format!("Kubernetes client: {e}"))
-}
-
-/// One summarised object change from any of the watched kinds.
-enum Change {
-    Pod(WatchStep<Arc<PodSummary>>),
-    Workload(WatchStep<WorkloadSummary>),
-    Node(WatchStep<NodeSummary>),
-}
-
-enum WatchStep<T> {
-    Restart,
-    Put(String, T),
-    Delete(String),
-    InitDone,
-    Failed(String),
 }
 
 /// The parts of a Pod the console reads: metadata without `managedFields`, annotations and
@@ -136,6 +125,7 @@ impl PodLite {
     }
 }
 
+#[cfg(test)]
 fn key_of<K: Resource>(obj: &K) -> String {
     let m = obj.meta();
     format!(
@@ -145,195 +135,135 @@ fn key_of<K: Resource>(obj: &K) -> String {
     )
 }
 
-/// Objects asked for per page of the initial list.
-const PAGE_SIZE: u32 = 250;
-
-/// A watcher on `api`, each object reduced by `summarise` the moment it arrives.
-fn watch<K, T>(
-    api: Api<K>,
-    tag: &'static str,
-    summarise: impl Fn(&K) -> T + Send + 'static,
-    wrap: fn(WatchStep<T>) -> Change,
-) -> BoxStream<'static, Change>
-where
-    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
-    K::DynamicType: Default + Eq + Hash + Clone,
-    T: Send + 'static,
-{
-    // Pages of 250 objects: a page of heavy pods is ~1.7 MB of JSON, decoded while the next
-    // is asked for; the allocator keeps the peak of a page per cluster, so smaller pages
-    // keep the resident set down (500: 57 MiB, see BENCHMARKS.md).
-    watcher(api, watcher::Config::default().page_size(PAGE_SIZE))
-        .default_backoff()
-        .filter_map(move |ev| {
-            let step = match ev {
-                Ok(watcher::Event::Init) => Some(WatchStep::Restart),
-                Ok(watcher::Event::InitApply(o) | watcher::Event::Apply(o)) => {
-                    Some(WatchStep::Put(key_of(&o), summarise(&o)))
-                }
-                Ok(watcher::Event::Delete(o)) => Some(WatchStep::Delete(key_of(&o))),
-                Ok(watcher::Event::InitDone) => Some(WatchStep::InitDone),
-                // A too-old resourceVersion is routine: the watcher re-lists by itself.
-                Err(watcher::Error::WatchError(s)) if s.code == 410 => None,
-                Err(e) => {
-                    tracing::debug!(kind = tag, error = %e, "watch error");
-                    Some(WatchStep::Failed(describe(&e)))
-                }
-            };
-            futures::future::ready(step.map(wrap))
-        })
-        .boxed()
-}
-
-/// A short, human reason for a watch failure.
+/// A short, human reason for a kube-runtime watcher failure (the sources that still use
+/// kube-runtime's reflector): what the server answered, or why it could not be reached.
 pub(crate) fn describe(e: &watcher::Error) -> String {
-    let inner = match e {
+    match e {
         watcher::Error::InitialListFailed(e)
         | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => e,
-        other => return other.to_string(),
-    };
-    match inner {
-        kube::Error::Api(s) => {
-            format!("API server answered {} {}: {}", s.code, s.reason, s.message)
-        }
-        other => {
-            let mut msg = other.to_string();
-            let mut src = std::error::Error::source(other);
-            while let Some(s) = src {
-                msg = s.to_string();
-                src = s.source();
-            }
-            if msg.contains("Connection refused") {
-                "connection refused".to_string()
-            } else {
-                msg
-            }
-        }
+        | watcher::Error::WatchFailed(e) => reflect::describe_error(e),
+        other => other.to_string(),
     }
 }
 
-/// Objects of one kind, with the initial list buffered until it is complete.
-struct Table<T> {
-    live: HashMap<String, T>,
-    pending: Option<HashMap<String, T>>,
-    complete: bool,
+/// One table change of any of the watched kinds.
+#[derive(Debug)]
+enum Change {
+    Pod(Step<Arc<PodSummary>>),
+    Deployment(Step<WorkloadSummary>),
+    StatefulSet(Step<WorkloadSummary>),
+    DaemonSet(Step<WorkloadSummary>),
+    Node(Step<NodeSummary>),
 }
 
-impl<T> Default for Table<T> {
-    fn default() -> Self {
-        Table {
-            live: HashMap::new(),
-            pending: None,
-            complete: false,
-        }
-    }
-}
+/// The kinds, in the order of `ClusterTables::failing`.
+const KINDS: usize = 5;
 
-impl<T> Table<T> {
-    /// Applies one step; returns true when the visible contents changed.
-    fn apply(&mut self, step: WatchStep<T>, failure: &mut Option<String>) -> bool {
-        match step {
-            WatchStep::Restart => {
-                self.pending = Some(HashMap::new());
-                false
-            }
-            WatchStep::Put(k, v) => {
-                *failure = None;
-                match &mut self.pending {
-                    Some(p) => {
-                        p.insert(k, v);
-                        false
-                    }
-                    None => {
-                        self.live.insert(k, v);
-                        true
-                    }
-                }
-            }
-            WatchStep::Delete(k) => {
-                *failure = None;
-                self.live.remove(&k).is_some()
-            }
-            WatchStep::InitDone => {
-                *failure = None;
-                if let Some(p) = self.pending.take() {
-                    self.live = p;
-                }
-                self.complete = true;
-                true
-            }
-            WatchStep::Failed(reason) => {
-                *failure = Some(reason);
-                false
-            }
-        }
-    }
-}
-
+/// Every kind in its own table: a relist of one kind never touches another.
 #[derive(Default)]
 struct ClusterTables {
     pods: Table<Arc<PodSummary>>,
-    workloads: Table<WorkloadSummary>,
+    deployments: Table<WorkloadSummary>,
+    statefulsets: Table<WorkloadSummary>,
+    daemonsets: Table<WorkloadSummary>,
     nodes: Table<NodeSummary>,
 }
 
 impl ClusterTables {
-    fn apply(&mut self, change: Change, failure: &mut Option<String>) -> bool {
+    fn apply(&mut self, change: Change) -> bool {
         match change {
-            Change::Pod(s) => self.pods.apply(s, failure),
-            Change::Workload(s) => self.workloads.apply(s, failure),
-            Change::Node(s) => self.nodes.apply(s, failure),
+            Change::Pod(s) => self.pods.apply(s),
+            Change::Deployment(s) => self.deployments.apply(s),
+            Change::StatefulSet(s) => self.statefulsets.apply(s),
+            Change::DaemonSet(s) => self.daemonsets.apply(s),
+            Change::Node(s) => self.nodes.apply(s),
         }
     }
 
     fn complete(&self) -> bool {
-        self.pods.complete && self.workloads.complete && self.nodes.complete
+        self.pods.complete
+            && self.deployments.complete
+            && self.statefulsets.complete
+            && self.daemonsets.complete
+            && self.nodes.complete
     }
 
     fn snapshot(&self) -> KubeSnapshot {
+        let workloads = [&self.deployments, &self.statefulsets, &self.daemonsets]
+            .into_iter()
+            .flat_map(|t| t.live.values().cloned())
+            .collect();
+        let bad = self
+            .pods
+            .bad
+            .values()
+            .chain(self.deployments.bad.values())
+            .chain(self.statefulsets.bad.values())
+            .chain(self.daemonsets.bad.values())
+            .chain(self.nodes.bad.values())
+            .cloned()
+            .collect();
         KubeSnapshot::new(
             self.pods.live.values().cloned().collect(),
-            self.workloads.live.values().cloned().collect(),
+            workloads,
             self.nodes.live.values().cloned().collect(),
         )
+        .with_undecodable(bad)
     }
 }
 
-fn streams(client: Client) -> BoxStream<'static, Change> {
-    futures::stream::select_all([
-        watch(
-            Api::<PodLite>::all(client.clone()),
-            "pods",
-            |p| Arc::new(p.summary()),
-            Change::Pod,
-        ),
-        watch(
-            Api::<Deployment>::all(client.clone()),
-            "deployments",
-            WorkloadSummary::from_deployment,
-            Change::Workload,
-        ),
-        watch(
-            Api::<StatefulSet>::all(client.clone()),
-            "statefulsets",
-            WorkloadSummary::from_statefulset,
-            Change::Workload,
-        ),
-        watch(
-            Api::<DaemonSet>::all(client.clone()),
-            "daemonsets",
-            WorkloadSummary::from_daemonset,
-            Change::Workload,
-        ),
-        watch(
-            Api::<Node>::all(client),
-            "nodes",
-            NodeSummary::from_node,
-            Change::Node,
-        ),
-    ])
-    .boxed()
+fn spec(kind: &'static str, path: &str) -> KindSpec {
+    KindSpec {
+        kind,
+        path: path.to_string(),
+        labels: None,
+        fields: None,
+    }
+}
+
+/// Starts one task per kind; they stop when the returned set is dropped.
+fn start_kinds(
+    client: &Client,
+    out: &UnboundedSender<Tagged<Change>>,
+    highest: &Arc<AtomicU64>,
+) -> JoinSet<()> {
+    let mut set = JoinSet::new();
+    set.spawn(reflect::run_kind::<PodLite, _>(
+        client.clone(),
+        spec("Pod", "/api/v1/pods"),
+        |p| Arc::new(p.summary()),
+        reflect::forward(0, Change::Pod, out.clone()),
+        highest.clone(),
+    ));
+    set.spawn(reflect::run_kind::<Deployment, _>(
+        client.clone(),
+        spec("Deployment", "/apis/apps/v1/deployments"),
+        WorkloadSummary::from_deployment,
+        reflect::forward(1, Change::Deployment, out.clone()),
+        highest.clone(),
+    ));
+    set.spawn(reflect::run_kind::<StatefulSet, _>(
+        client.clone(),
+        spec("StatefulSet", "/apis/apps/v1/statefulsets"),
+        WorkloadSummary::from_statefulset,
+        reflect::forward(2, Change::StatefulSet, out.clone()),
+        highest.clone(),
+    ));
+    set.spawn(reflect::run_kind::<DaemonSet, _>(
+        client.clone(),
+        spec("DaemonSet", "/apis/apps/v1/daemonsets"),
+        WorkloadSummary::from_daemonset,
+        reflect::forward(3, Change::DaemonSet, out.clone()),
+        highest.clone(),
+    ));
+    set.spawn(reflect::run_kind::<Node, _>(
+        client.clone(),
+        spec("Node", "/api/v1/nodes"),
+        NodeSummary::from_node,
+        reflect::forward(4, Change::Node, out.clone()),
+        highest.clone(),
+    ));
+    set
 }
 
 /// Runs the Kubernetes source of cluster `index` until `cancel` fires.
@@ -351,6 +281,8 @@ pub async fn run(
         .is_ok()
     };
     let mut backoff = Duration::from_millis(500);
+    // What the console was last told was wrong, across rebuilds of the client.
+    let mut reported: Option<String> = None;
     loop {
         let client = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -359,8 +291,11 @@ pub async fn run(
         let client = match client {
             Ok(c) => c,
             Err(reason) => {
-                if !send(SourceUpdate::KubeFailing { reason }) {
-                    return;
+                if reported.as_ref() != Some(&reason) {
+                    reported = Some(reason.clone());
+                    if !send(SourceUpdate::KubeFailing { reason }) {
+                        return;
+                    }
                 }
                 tokio::select! {
                     _ = cancel.cancelled() => return,
@@ -371,71 +306,152 @@ pub async fn run(
             }
         };
         backoff = Duration::from_millis(500);
-        if !follow(client, &send, &cancel).await {
+        if !follow(client, &send, &cancel, &mut reported).await {
             return;
+        }
+        // A rebuild (a stall, a replaced server) starts over with a fresh client and lists.
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
     }
 }
 
-/// How often a failing cluster is probed (`GET /version`) to notice it is back even when its
-/// watches resume without a change to report.
-const PROBE_EVERY: Duration = Duration::from_secs(2);
+type Probe = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<Result<Option<u64>, kube::Error>, tokio::time::error::Elapsed>,
+            > + Send,
+    >,
+>;
 
-/// Follows the watches; returns false when the console is gone or cancelled, true to rebuild.
+/// Follows every kind with one client and watches its liveness; returns false when the
+/// console is gone or cancelled, true to start over with a new client (after a stall or when
+/// the server was replaced: every kind is then listed afresh).
+///
+/// Liveness: every page, event and bookmark counts as the server speaking. After
+/// `PROBE_AFTER` of silence one small list is sent on the same client; with no word at all
+/// for `STALE_AFTER` the cluster is marked stale (`no answer from the API for 15s`), and
+/// probed every few seconds; the first answer starts over with fresh lists, which clear the
+/// mark. A probe whose resourceVersion is lower than one already seen means the API server
+/// was replaced: start over too.
 async fn follow(
     client: Client,
     send: &impl Fn(SourceUpdate) -> bool,
     cancel: &CancellationToken,
+    reported: &mut Option<String>,
 ) -> bool {
-    let mut changes = streams(client.clone());
+    use tokio::time::Instant;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Tagged<Change>>();
+    let highest = Arc::new(AtomicU64::new(0));
+    let _kinds = start_kinds(&client, &tx, &highest);
+    drop(tx);
     let mut tables = ClusterTables::default();
-    let mut failure: Option<String> = None;
-    let mut last_error = tokio::time::Instant::now();
-    let mut reported_failure: Option<String> = None;
+    let mut failing: [Option<String>; KINDS] = Default::default();
+    let started = Instant::now();
+    let mut last_heard = started;
+    let mut probe: Option<Probe> = None;
+    let mut next_probe = started + reflect::PROBE_AFTER;
+    let mut stalled = false;
+    let mut probe_failure: Option<String> = None;
+    let mut told_initial_silence = false;
     let mut dirty = false;
-    let mut probe = tokio::time::interval(PROBE_EVERY);
-    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let probe_at = next_probe.max(last_heard + reflect::PROBE_AFTER);
         tokio::select! {
             _ = cancel.cancelled() => return false,
-            n = changes.next() => {
-                let Some(change) = n else { return true };
-                dirty |= tables.apply(change, &mut failure);
+            m = rx.recv() => {
+                let Some(first) = m else { return true };
+                let mut batch = vec![first];
                 // Drain whatever else is ready so a burst becomes one snapshot.
-                while let Some(Some(change)) = changes.next().now_or_never() {
-                    dirty |= tables.apply(change, &mut failure);
+                while let Ok(m) = rx.try_recv() {
+                    batch.push(m);
                 }
-                if failure.is_some() {
-                    last_error = tokio::time::Instant::now();
+                for (i, signal) in batch {
+                    match signal {
+                        Signal::Failed(reason) => {
+                            tracing::debug!(kind = i, %reason, "kind failing");
+                            failing[i] = Some(reason);
+                        }
+                        other => {
+                            last_heard = Instant::now();
+                            probe_failure = None;
+                            match other {
+                                Signal::Live => failing[i] = None,
+                                Signal::Change(change) => dirty |= tables.apply(change),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                // The server speaks again after a stall: start over rather than trust
+                // connections that hung.
+                if stalled && last_heard.elapsed() < Duration::from_secs(1) {
+                    return true;
                 }
             }
-            _ = tokio::time::sleep(INITIAL_SILENCE), if !tables.complete() => {
-                let reason = format!("no complete answer from the API server within {}s", INITIAL_SILENCE.as_secs());
-                if reported_failure.as_ref() != Some(&reason) {
-                    reported_failure = Some(reason.clone());
+            r = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                probe = None;
+                let now = Instant::now();
+                next_probe = now + reflect::PROBE_TIMEOUT;
+                match r {
+                    Ok(Ok(rv)) => {
+                        last_heard = now;
+                        next_probe = now + reflect::PROBE_AFTER;
+                        probe_failure = None;
+                        if stalled {
+                            return true;
+                        }
+                        let seen = highest.load(Ordering::SeqCst);
+                        if rv.is_some_and(|rv| rv < seen) {
+                            tracing::info!(seen, ?rv, "API server's resourceVersion went back: listing again");
+                            return true;
+                        }
+                    }
+                    Ok(Err(e)) => probe_failure = Some(reflect::describe_error(&e)),
+                    Err(_) => {}
+                }
+            }
+            _ = tokio::time::sleep_until(probe_at), if probe.is_none() => {
+                let c = client.clone();
+                probe = Some(Box::pin(async move {
+                    tokio::time::timeout(reflect::PROBE_TIMEOUT, reflect::probe(&c)).await
+                }));
+                next_probe = Instant::now() + reflect::PROBE_TIMEOUT;
+                continue;
+            }
+            _ = tokio::time::sleep_until(last_heard + reflect::STALE_AFTER), if !stalled => {
+                stalled = true;
+            }
+            _ = tokio::time::sleep_until(started + INITIAL_SILENCE), if !tables.complete() && !told_initial_silence => {
+                told_initial_silence = true;
+                if reported.is_none() {
+                    let reason = format!("no complete answer from the API server within {}s", INITIAL_SILENCE.as_secs());
+                    *reported = Some(reason.clone());
                     if !send(SourceUpdate::KubeFailing { reason }) { return false; }
                 }
                 continue;
             }
-            _ = probe.tick(), if failure.is_some() => {
-                let answered = tokio::time::timeout(PROBE_EVERY, client.apiserver_version()).await.is_ok_and(|r| r.is_ok());
-                // Back only when it answers and the watches have stopped failing for a while.
-                if answered && last_error.elapsed() >= PROBE_EVERY {
-                    failure = None;
-                }
-            }
         }
-        if let Some(reason) = &failure {
-            if reported_failure.as_ref() != Some(reason) {
-                reported_failure = Some(reason.clone());
-                if !send(SourceUpdate::KubeFailing {
-                    reason: reason.clone(),
-                }) {
+        let failure = if stalled {
+            Some(reflect::no_answer_reason())
+        } else {
+            failing
+                .iter()
+                .flatten()
+                .next()
+                .cloned()
+                .or(probe_failure.clone())
+        };
+        if let Some(reason) = failure {
+            if reported.as_ref() != Some(&reason) {
+                *reported = Some(reason.clone());
+                if !send(SourceUpdate::KubeFailing { reason }) {
                     return false;
                 }
             }
-        } else if tables.complete() && (dirty || reported_failure.is_some()) {
-            reported_failure = None;
+        } else if tables.complete() && (dirty || reported.is_some()) {
+            *reported = None;
             dirty = false;
             if !send(SourceUpdate::Kube(Arc::new(tables.snapshot()))) {
                 return false;

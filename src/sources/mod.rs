@@ -6,6 +6,7 @@ pub mod backups;
 pub mod kube;
 pub mod pgbouncer;
 pub mod redis;
+pub mod reflect;
 pub mod watched;
 
 use std::sync::Arc;
