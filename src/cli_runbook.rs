@@ -233,9 +233,7 @@ fn audit_for(config: &Config) -> AuditLog {
 fn refusal_code(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Usage => exit::USAGE,
-        RefusalKind::Refused | RefusalKind::Unrecorded | RefusalKind::LockUnreachable => {
-            REFUSED
-        }
+        RefusalKind::Refused | RefusalKind::Unrecorded | RefusalKind::LockUnreachable => REFUSED,
         RefusalKind::Internal => exit::INTERNAL,
     }
 }
@@ -579,6 +577,7 @@ async fn drive(
                                 writeln!(stdout, "{}", crate::runbook::audit::mask(line, &secrets));
                         },
                         &signals.token,
+                        None,
                     )
                     .await
             }

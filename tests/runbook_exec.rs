@@ -388,3 +388,142 @@ async fn a_cancelled_step_is_recorded_with_its_signal() {
     assert_eq!(recs[1].signal.as_deref(), Some("cancelled"));
     assert_eq!(recs[1].exit_code, None);
 }
+
+async fn next_event(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<opsdeck::runbook::session::RunEvent>,
+    pred: fn(&opsdeck::runbook::session::RunEvent) -> bool,
+) -> opsdeck::runbook::session::RunEvent {
+    use opsdeck::runbook::session::RunEvent;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let ev = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the executor answers")
+            .expect("the executor runs");
+        if pred(&ev) {
+            return ev;
+        }
+        assert!(
+            !matches!(&ev, RunEvent::Output { lines, .. } if lines.iter().any(|l| l == "hello")),
+            "the step ran before its override"
+        );
+    }
+}
+
+/// The console's executor on a cluster whose API is unreachable and whose audit log cannot be
+/// written: each refusal asks for the typed cluster name (nothing runs before), the overrides
+/// run the step with its records on screen, and the lock goes when the run is finished.
+#[tokio::test]
+async fn the_console_asks_for_typed_overrides_and_releases_the_lock_when_the_run_ends() {
+    use opsdeck::runbook::session::{Override, RunCommand, RunEvent, executor};
+    let dir = tempfile::tempdir().unwrap();
+    // An API that refuses connections: the Lease cannot be taken.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:9\ncontexts:\n- name: staging\n  context:\n    cluster: c\n    user: u\nusers:\n- name: u\n  user:\n    token: t\ncurrent-context: staging\n",
+    )
+    .unwrap();
+    // The audit path is a directory: no record can be written.
+    let audit = dir.path().join("audit.jsonl");
+    std::fs::create_dir_all(&audit).unwrap();
+    let locks = dir.path().join("locks");
+    let config = opsdeck::config::Config {
+        audit_log: audit,
+        lock_dir: locks.clone(),
+        clusters: vec![opsdeck::config::ClusterConfig {
+            name: "staging".into(),
+            kubeconfig: Some(kubeconfig),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let rb = Arc::new(parse::parse("one", "```sh {name=hello}\necho hello\n```\n").unwrap());
+    let (cmd_tx, cmd_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ev_tx, mut ev_rx) = tokio::sync::mpsc::unbounded_channel();
+    let exec = tokio::spawn(executor(config, false, cmd_rx, ev_tx));
+    let step = RunCommand::Step {
+        runbook: rb.clone(),
+        cluster: 0,
+        index: 0,
+        command: "echo hello".into(),
+        confirmation: Confirmation::Key,
+    };
+    cmd_tx.send(step.clone()).unwrap();
+    let RunEvent::NeedsOverride { kind, then, .. } =
+        next_event(&mut ev_rx, |e| matches!(e, RunEvent::NeedsOverride { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(kind, Override::LocalLockOnly);
+    assert_eq!(*then, step);
+    // A wrong name accepts nothing.
+    cmd_tx
+        .send(RunCommand::Override {
+            kind,
+            typed: "production".into(),
+            then: then.clone(),
+        })
+        .unwrap();
+    next_event(&mut ev_rx, |e| matches!(e, RunEvent::Refused { .. })).await;
+    assert!(
+        opsdeck::runbook::lock::current_holder(&locks, "staging").is_none(),
+        "no lock without the typed name"
+    );
+    cmd_tx
+        .send(RunCommand::Override {
+            kind,
+            typed: "staging".into(),
+            then,
+        })
+        .unwrap();
+    // The lock is taken; then the record cannot be written: nothing ran, asked again.
+    let RunEvent::NeedsOverride { kind, then, .. } =
+        next_event(&mut ev_rx, |e| matches!(e, RunEvent::NeedsOverride { .. })).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(kind, Override::Unrecorded);
+    next_event(&mut ev_rx, |e| matches!(e, RunEvent::StepFinished { .. })).await;
+    assert!(
+        opsdeck::runbook::lock::current_holder(&locks, "staging").is_some(),
+        "the run is open: its lock is held"
+    );
+    cmd_tx
+        .send(RunCommand::Override {
+            kind,
+            typed: "staging".into(),
+            then,
+        })
+        .unwrap();
+    next_event(&mut ev_rx, |e| matches!(e, RunEvent::StepStarted { .. })).await;
+    let mut output = Vec::new();
+    loop {
+        match next_event(&mut ev_rx, |_| true).await {
+            RunEvent::Output { lines, .. } => output.extend(lines),
+            RunEvent::StepFinished { state, .. } => {
+                assert_eq!(state, StepState::Ok, "{output:?}");
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(output.iter().any(|l| l == "hello"), "{output:?}");
+    assert!(
+        output.iter().any(|l| l.contains("NOT RECORDED")),
+        "the records are shown to copy: {output:?}"
+    );
+    assert!(
+        output
+            .iter()
+            .any(|l| l.contains("\"event\":\"step_started\"")),
+        "{output:?}"
+    );
+    next_event(&mut ev_rx, |e| matches!(e, RunEvent::Finished)).await;
+    assert!(
+        opsdeck::runbook::lock::current_holder(&locks, "staging").is_none(),
+        "a finished run holds no lock"
+    );
+    cmd_tx.send(RunCommand::Shutdown("test".into())).unwrap();
+    exec.await.unwrap();
+}

@@ -216,3 +216,49 @@ fn runbook_list_snapshot() {
     keys(&mut s, &["r"]);
     insta::assert_snapshot!("runbook_list_80x24", draw(&s, 80, 24));
 }
+
+#[test]
+fn an_unreachable_api_asks_for_the_cluster_name_before_running_on_the_local_lock() {
+    use opsdeck::runbook::session::Override;
+    let mut s = state(false);
+    keys(&mut s, &["r", "enter"]);
+    reported(&mut s, "staging");
+    let step = RunCommand::Step {
+        runbook: s.runbooks[0].clone(),
+        cluster: 0,
+        index: 0,
+        command: s.runbooks[0].steps[0].command.clone(),
+        confirmation: Confirmation::Key,
+    };
+    update(
+        &mut s,
+        Event::Run(RunEvent::NeedsOverride {
+            cluster: 0,
+            kind: Override::LocalLockOnly,
+            reason: "the cluster API of staging is unreachable".into(),
+            then: Box::new(step.clone()),
+        }),
+    );
+    assert_eq!(proof(&s), Some(Proof::Typed("staging".into())));
+    // Keys before the box is drawn count for nothing; a wrong name accepts nothing.
+    assert!(update(&mut s, Event::Key("enter".parse().unwrap())).is_empty());
+    update(&mut s, Event::Drawn);
+    assert!(typed(&mut s, "stag").is_empty());
+    assert!(keys(&mut s, &["enter"]).is_empty());
+    keys(
+        &mut s,
+        &["backspace", "backspace", "backspace", "backspace"],
+    );
+    typed(&mut s, "staging");
+    let effects = keys(&mut s, &["enter"]);
+    assert_eq!(
+        effects,
+        [Effect::Runbook(RunCommand::Override {
+            kind: Override::LocalLockOnly,
+            typed: "staging".into(),
+            then: Box::new(step),
+        })]
+    );
+    let screen = draw(&s, 80, 24);
+    assert!(screen.contains("unreachable"), "{screen}");
+}

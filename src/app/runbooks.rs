@@ -13,7 +13,7 @@ use super::update::Effect;
 use crate::keymap::{Key, KeyCode};
 use crate::runbook::parse::Runbook;
 use crate::runbook::run::{Confirmation, StepState};
-use crate::runbook::session::{RunCommand, RunEvent};
+use crate::runbook::session::{Override, RunCommand, RunEvent};
 
 /// Output lines kept on screen for the open runbook.
 pub const OUTPUT_LINES: usize = 500;
@@ -479,6 +479,52 @@ pub fn on_event(state: &mut AppState, event: RunEvent) {
             {
                 state.confirm = None;
             }
+        }
+        RunEvent::NeedsOverride {
+            cluster,
+            kind,
+            reason,
+            then,
+        } => {
+            let name = state
+                .clusters
+                .get(cluster)
+                .map(|c| c.name.clone())
+                .unwrap_or_default();
+            view.notice = Some(format!("refused: {reason}"));
+            let (title, what) = match kind {
+                Override::LocalLockOnly => (
+                    "The cross-machine lock is unavailable",
+                    "the cluster's API is unreachable, so its Lease cannot be taken: another \
+                     engineer on another machine would not see this run. Type the cluster's \
+                     name to run with this machine's lock only.",
+                ),
+                Override::Unrecorded => (
+                    "The audit record cannot be written",
+                    "nothing has run. Type the cluster's name to run this step WITHOUT a \
+                     record; its records are shown in the output pane, to be copied into the \
+                     incident notes.",
+                ),
+            };
+            let effect = Effect::Runbook(RunCommand::Override {
+                kind,
+                typed: name.clone(),
+                then,
+            });
+            let mut c = Confirm::new(title, Proof::Typed(name.clone()), effect)
+                .lines(vec![reason, what.to_string()])
+                .messages("cancelled; nothing was run", "declined; nothing was run");
+            c = c.target(super::confirm::ConfirmTarget {
+                cluster: name,
+                context: view.vars.get("CONTEXT").cloned().unwrap_or_default(),
+                protected,
+            });
+            super::confirm::open(state, c);
+        }
+        RunEvent::Finished => {
+            view.notice = Some("run finished; its lock is released".into());
+            view.output
+                .push_back("── run finished: every step ok or skipped; lock released ──".into());
         }
         RunEvent::StepStarted { index } => {
             view.running = Some((index, state.now));

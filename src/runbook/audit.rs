@@ -239,13 +239,15 @@ impl From<AuditError> for io::Error {
 }
 
 /// What to do when a record cannot be written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum OnFailure {
     /// Fail: the caller refuses the action (the default).
     Refuse,
     /// The engineer typed the cluster's name to act without a record: print the record on
     /// stderr to be copied, and carry on.
     ShowOnStderr,
+    /// As `ShowOnStderr`, for the console: the record is kept here to be shown on screen.
+    Collect(std::sync::Arc<std::sync::Mutex<Vec<String>>>),
 }
 
 /// The audit file: the one writer of every record.
@@ -296,6 +298,18 @@ impl AuditLog {
         }
     }
 
+    /// As [`AuditLog::unrecorded_to_stderr`], for the console: a record that cannot be written
+    /// is pushed to `shown` (to be put on screen and copied) instead of failing.
+    pub fn unrecorded_collected(
+        &self,
+        shown: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> AuditLog {
+        AuditLog {
+            path: self.path.clone(),
+            on_failure: OnFailure::Collect(shown),
+        }
+    }
+
     /// Appends `record` with `secrets` masked as `***` in its values, fsynced before returning.
     pub fn append(&self, record: &Record, secrets: &[String]) -> Result<(), AuditError> {
         let masked = record.masked(secrets);
@@ -314,8 +328,15 @@ impl AuditLog {
                     event: record.event.clone(),
                     line,
                 };
-                match self.on_failure {
+                match &self.on_failure {
                     OnFailure::Refuse => Err(err),
+                    OnFailure::Collect(shown) => {
+                        if let Ok(mut shown) = shown.lock() {
+                            shown.push(format!("NOT RECORDED ({err}); copy this record:"));
+                            shown.push(err.line.clone());
+                        }
+                        Ok(())
+                    }
                     OnFailure::ShowOnStderr => {
                         eprintln!(
                             "opsdeck: NOT RECORDED ({err}); copy this record:\n{}",

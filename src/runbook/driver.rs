@@ -190,6 +190,17 @@ impl Driver {
     pub fn audit_path(&self) -> String {
         self.run.audit.path().display().to_string()
     }
+    /// Whether the run is over: every step that a whole run includes is ok or skipped.
+    pub fn finished(&self) -> bool {
+        self.run
+            .runbook
+            .steps
+            .iter()
+            .zip(&self.run.states)
+            .filter(|(s, _)| !s.attrs.exclude_from_run_all)
+            .all(|(_, st)| matches!(st, StepState::Ok | StepState::Skipped(_)))
+    }
+
     /// Whether the run holds its lock (steps run only then).
     pub fn locked(&self) -> bool {
         self.lock.is_some()
@@ -431,7 +442,9 @@ impl Driver {
     }
 
     /// Runs a confirmed step whose start record could not be written, after the engineer typed
-    /// the cluster's name to accept that: its records go to stderr, to be copied.
+    /// the cluster's name to accept that: its records go to stderr (or to `shown`, for the
+    /// console to put on screen), to be copied.
+    #[allow(clippy::too_many_arguments)]
     pub async fn run_step_unrecorded(
         &mut self,
         request: &StepRequest,
@@ -439,6 +452,7 @@ impl Driver {
         typed: &str,
         on_line: impl FnMut(&str),
         cancel: &CancellationToken,
+        shown: Option<&Arc<Mutex<Vec<String>>>>,
     ) -> Result<StepOutcome, Refusal> {
         let name = self.run.target.name.clone();
         if typed.trim() != name {
@@ -447,7 +461,10 @@ impl Driver {
             )));
         }
         let recorded = self.run.audit.clone();
-        self.run.audit = recorded.unrecorded_to_stderr();
+        self.run.audit = match shown {
+            Some(shown) => recorded.unrecorded_collected(shown.clone()),
+            None => recorded.unrecorded_to_stderr(),
+        };
         let outcome = self.run_step(request, confirmation, on_line, cancel).await;
         self.run.audit = recorded;
         outcome

@@ -44,6 +44,24 @@ pub enum RunCommand {
     /// The console is going away (quit, a signal, the pane closed): cancel a running step with
     /// this reason, wait for its end record, release the lock, and stop.
     Shutdown(String),
+    /// `then` (a step or a skip) again, after the engineer typed the cluster's name (`typed`)
+    /// to accept what [`RunEvent::NeedsOverride`] said.
+    Override {
+        kind: Override,
+        typed: String,
+        then: Box<RunCommand>,
+    },
+}
+
+/// What the engineer may accept by typing the cluster's name when a rule cannot hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Override {
+    /// The cluster's API is unreachable, so the cross-machine lock (the Lease) cannot be taken:
+    /// run on the local lock alone.
+    LocalLockOnly,
+    /// The step's audit record cannot be written: run it anyway, its records shown on screen
+    /// to be copied.
+    Unrecorded,
 }
 
 /// What the executor reports.
@@ -73,6 +91,16 @@ pub enum RunEvent {
     Vars {
         shown: BTreeMap<String, String>,
     },
+    /// `then` was not carried out: it needs the cluster's name typed to accept `kind`, for the
+    /// reason given. Nothing ran.
+    NeedsOverride {
+        cluster: usize,
+        kind: Override,
+        reason: String,
+        then: Box<RunCommand>,
+    },
+    /// The run is over (every step ok or skipped): its lock is released.
+    Finished,
 }
 
 struct Active {
@@ -102,8 +130,12 @@ pub async fn executor(
             done = async { running.as_mut().expect("guarded").await }, if running.is_some() => {
                 running = None;
                 match done {
-                    Ok(a) => {
+                    Ok(mut a) => {
                         send(RunEvent::Vars { shown: a.driver.vars().shown() });
+                        if a.driver.finished() {
+                            a.driver.close().await;
+                            send(RunEvent::Finished);
+                        }
                         active = Some(a);
                     }
                     Err(e) => send(RunEvent::Refused { reason: format!("the step task failed: {e}") }),
@@ -148,7 +180,8 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) =
+                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -173,10 +206,29 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) =
+                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
+                if !a.driver.locked() {
+                    match lock(&config, a, None).await {
+                        Ok(warnings) => send_warnings(&send, warnings),
+                        Err(e) => {
+                            send(needs(
+                                e,
+                                cluster,
+                                RunCommand::Skip {
+                                    runbook: runbook.clone(),
+                                    cluster,
+                                    index,
+                                    reason: reason.clone(),
+                                },
+                            ));
+                            continue;
+                        }
+                    }
+                }
                 match a.driver.skip(index, &reason) {
                     Ok(()) => send(RunEvent::StepFinished {
                         index,
@@ -186,70 +238,38 @@ pub async fn executor(
                     Err(r) => send(RunEvent::Refused { reason: r.message }),
                 }
             }
-            RunCommand::Step {
-                runbook,
-                cluster,
-                index,
-                command,
-                confirmation,
-            } => {
+            RunCommand::Override { kind, typed, then } => {
                 if running.is_some() {
                     send(RunEvent::Refused {
                         reason: "a step is already running".into(),
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
-                else {
-                    continue;
-                };
-                let request = match a.driver.request(index, &command) {
-                    Ok(r) => r,
-                    Err(r) => {
-                        send(RunEvent::Refused { reason: r.message });
-                        continue;
-                    }
-                };
-                let Some(mut a) = active.take() else { continue };
-                cancel = CancellationToken::new();
-                a.driver.cancel_reason = super::driver::CancelReason::default();
-                reason = a.driver.cancel_reason.clone();
-                let token = cancel.clone();
-                let events = events.clone();
-                running = Some(tokio::spawn(async move {
-                    let _ = events.send(RunEvent::StepStarted { index });
-                    let secrets = a.driver.vars().secret_values();
-                    let out = events.clone();
-                    let outcome = a
-                        .driver
-                        .run_step(
-                            &request,
-                            confirmation,
-                            |line| {
-                                let _ = out.send(RunEvent::Output {
-                                    index,
-                                    lines: vec![super::audit::mask(line, &secrets)],
-                                });
-                            },
-                            &token,
-                        )
-                        .await;
-                    let duration_ms = match &outcome {
-                        Ok(o) => o.duration.as_millis() as u64,
-                        Err(r) => {
-                            let _ = events.send(RunEvent::Refused {
-                                reason: r.message.clone(),
-                            });
-                            0
-                        }
-                    };
-                    let _ = events.send(RunEvent::StepFinished {
-                        index,
-                        state: a.driver.states()[index].clone(),
-                        duration_ms,
+                if let Some(handle) = step(
+                    &config,
+                    read_only,
+                    &mut active,
+                    *then,
+                    Some((kind, typed)),
+                    &events,
+                )
+                .await
+                {
+                    (cancel, reason, running) = (handle.0, handle.1, Some(handle.2));
+                }
+            }
+            cmd @ RunCommand::Step { .. } => {
+                if running.is_some() {
+                    send(RunEvent::Refused {
+                        reason: "a step is already running".into(),
                     });
-                    a
-                }));
+                    continue;
+                }
+                if let Some(handle) =
+                    step(&config, read_only, &mut active, cmd, None, &events).await
+                {
+                    (cancel, reason, running) = (handle.0, handle.1, Some(handle.2));
+                }
             }
         }
     }
@@ -294,36 +314,13 @@ async fn ensure<'a>(
             }
         };
         let audit = AuditLog::new(config.audit_log.clone());
-        let mut driver = match Driver::new(runbook.clone(), target, read_only, audit) {
+        let driver = match Driver::new(runbook.clone(), target, read_only, audit) {
             Ok(d) => d,
             Err(r) => {
                 refuse(r.message);
                 return None;
             }
         };
-        match driver.lock(config).await {
-            Ok(warnings) => {
-                for w in warnings {
-                    send(RunEvent::Output {
-                        index: 0,
-                        lines: vec![format!("warning: {w}")],
-                    });
-                }
-            }
-            // Running on the local lock alone needs the cluster's name typed; the console has
-            // no such dialog yet, so it says where to do it.
-            Err(r) if r.kind == super::driver::RefusalKind::LockUnreachable => {
-                refuse(format!(
-                    "{}; running with the local lock only needs the cluster name typed: use `opsdeck runbook run {} --cluster {name}` at a terminal",
-                    r.message, runbook.name
-                ));
-                return None;
-            }
-            Err(r) => {
-                refuse(r.message);
-                return None;
-            }
-        }
         send(RunEvent::Started {
             run_id: driver.id().to_string(),
             cluster,
@@ -335,4 +332,182 @@ async fn ensure<'a>(
         *active = Some(Active { driver, cluster });
     }
     active.as_mut()
+}
+
+type StepHandle = (
+    CancellationToken,
+    super::driver::CancelReason,
+    tokio::task::JoinHandle<Active>,
+);
+
+/// Refusal reports for a lock or record that needs the engineer's typed override.
+fn needs(r: super::driver::Refusal, cluster: usize, then: RunCommand) -> RunEvent {
+    use super::driver::RefusalKind;
+    let kind = match r.kind {
+        RefusalKind::LockUnreachable => Override::LocalLockOnly,
+        RefusalKind::Unrecorded => Override::Unrecorded,
+        _ => return RunEvent::Refused { reason: r.message },
+    };
+    RunEvent::NeedsOverride {
+        cluster,
+        kind,
+        reason: r.message,
+        then: Box::new(then),
+    }
+}
+
+fn send_warnings(send: &impl Fn(RunEvent), warnings: Vec<String>) {
+    for w in warnings {
+        send(RunEvent::Output {
+            index: 0,
+            lines: vec![format!("warning: {w}")],
+        });
+    }
+}
+
+/// Takes the run's lock for its first step: the lock is held exactly while the run is open and
+/// doing something, never for a run whose step never started.
+async fn lock(
+    config: &Config,
+    a: &mut Active,
+    local_only: Option<&str>,
+) -> Result<Vec<String>, super::driver::Refusal> {
+    match local_only {
+        Some(typed) => a.driver.lock_local_only(config, typed).await,
+        None => a.driver.lock(config).await,
+    }
+}
+
+/// Starts a confirmed step (with an override the engineer typed for), or says why not.
+async fn step(
+    config: &Config,
+    read_only: bool,
+    active: &mut Option<Active>,
+    cmd: RunCommand,
+    with: Option<(Override, String)>,
+    events: &UnboundedSender<RunEvent>,
+) -> Option<StepHandle> {
+    let send = |e: RunEvent| {
+        let _ = events.send(e);
+    };
+    let RunCommand::Step {
+        runbook,
+        cluster,
+        index,
+        command,
+        confirmation,
+    } = cmd.clone()
+    else {
+        // An override of a skip.
+        if let (
+            RunCommand::Skip {
+                runbook,
+                cluster,
+                index,
+                reason,
+            },
+            Some((Override::LocalLockOnly, typed)),
+        ) = (&cmd, &with)
+        {
+            let a = ensure(config, read_only, active, runbook, *cluster, &send).await?;
+            match lock(config, a, Some(typed)).await {
+                Ok(w) => send_warnings(&send, w),
+                Err(r) => {
+                    send(RunEvent::Refused { reason: r.message });
+                    return None;
+                }
+            }
+            match a.driver.skip(*index, reason) {
+                Ok(()) => send(RunEvent::StepFinished {
+                    index: *index,
+                    state: StepState::Skipped(reason.clone()),
+                    duration_ms: 0,
+                }),
+                Err(r) => send(RunEvent::Refused { reason: r.message }),
+            }
+        }
+        return None;
+    };
+    let a = ensure(config, read_only, active, &runbook, cluster, &send).await?;
+    let request = match a.driver.request(index, &command) {
+        Ok(r) => r,
+        Err(r) => {
+            send(RunEvent::Refused { reason: r.message });
+            return None;
+        }
+    };
+    if !a.driver.locked() {
+        let local_only = match &with {
+            Some((Override::LocalLockOnly, typed)) => Some(typed.as_str()),
+            _ => None,
+        };
+        match lock(config, a, local_only).await {
+            Ok(w) => send_warnings(&send, w),
+            Err(r) => {
+                send(needs(r, cluster, cmd));
+                return None;
+            }
+        }
+    }
+    let unrecorded = match with {
+        Some((Override::Unrecorded, typed)) => Some(typed),
+        _ => None,
+    };
+    let mut a = active.take()?;
+    let cancel = CancellationToken::new();
+    a.driver.cancel_reason = super::driver::CancelReason::default();
+    let reason = a.driver.cancel_reason.clone();
+    let token = cancel.clone();
+    let events = events.clone();
+    let handle = tokio::spawn(async move {
+        let _ = events.send(RunEvent::StepStarted { index });
+        let secrets = a.driver.vars().secret_values();
+        let out = events.clone();
+        let on_line = |line: &str| {
+            let _ = out.send(RunEvent::Output {
+                index,
+                lines: vec![super::audit::mask(line, &secrets)],
+            });
+        };
+        let outcome = match &unrecorded {
+            None => {
+                a.driver
+                    .run_step(&request, confirmation, on_line, &token)
+                    .await
+            }
+            Some(typed) => {
+                let shown = Arc::new(std::sync::Mutex::new(Vec::new()));
+                let o = a
+                    .driver
+                    .run_step_unrecorded(
+                        &request,
+                        confirmation,
+                        typed,
+                        on_line,
+                        &token,
+                        Some(&shown),
+                    )
+                    .await;
+                let lines = shown.lock().map(|l| l.clone()).unwrap_or_default();
+                if !lines.is_empty() {
+                    let _ = events.send(RunEvent::Output { index, lines });
+                }
+                o
+            }
+        };
+        let duration_ms = match &outcome {
+            Ok(o) => o.duration.as_millis() as u64,
+            Err(r) => {
+                let _ = events.send(needs(r.clone(), cluster, cmd));
+                0
+            }
+        };
+        let _ = events.send(RunEvent::StepFinished {
+            index,
+            state: a.driver.states()[index].clone(),
+            duration_ms,
+        });
+        a
+    });
+    Some((cancel, reason, handle))
 }
