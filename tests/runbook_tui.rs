@@ -262,3 +262,40 @@ fn an_unreachable_api_asks_for_the_cluster_name_before_running_on_the_local_lock
     let screen = draw(&s, 80, 24);
     assert!(screen.contains("unreachable"), "{screen}");
 }
+
+#[test]
+fn an_audit_log_writing_from_its_reserve_is_a_crit_finding_on_every_cluster() {
+    let mut s = state(false);
+    update(
+        &mut s,
+        Event::Run(RunEvent::AuditReserve {
+            path: "/var/log/opsdeck/audit.jsonl".into(),
+            in_use: true,
+        }),
+    );
+    for c in &s.clusters {
+        let f = c
+            .findings
+            .iter()
+            .find(|f| f.source == "audit")
+            .unwrap_or_else(|| panic!("no audit finding on {}", c.name));
+        assert_eq!(f.severity, opsdeck::model::Severity::Crit);
+        assert!(
+            f.message.contains("/var/log/opsdeck/audit.jsonl"),
+            "{}",
+            f.message
+        );
+    }
+    update(
+        &mut s,
+        Event::Run(RunEvent::AuditReserve {
+            path: "/var/log/opsdeck/audit.jsonl".into(),
+            in_use: false,
+        }),
+    );
+    assert!(
+        s.clusters
+            .iter()
+            .all(|c| c.findings.iter().all(|f| f.source != "audit"))
+    );
+}

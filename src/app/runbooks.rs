@@ -453,6 +453,14 @@ pub fn modal_key(state: &mut AppState, key: Key) -> Vec<Effect> {
 
 /// Folds an executor report into the open runbook.
 pub fn on_event(state: &mut AppState, event: RunEvent) {
+    if let RunEvent::AuditReserve { path, in_use } = &event {
+        let now = state.now;
+        for c in &mut state.clusters {
+            c.audit_reserve = in_use.then(|| path.clone());
+            c.refresh_findings(now);
+        }
+        return;
+    }
     let (target_name, protected) = state
         .run
         .as_ref()
@@ -521,6 +529,7 @@ pub fn on_event(state: &mut AppState, event: RunEvent) {
             });
             super::confirm::open(state, c);
         }
+        RunEvent::AuditReserve { .. } => {}
         RunEvent::Finished => {
             view.notice = Some("run finished; its lock is released".into());
             view.output

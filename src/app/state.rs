@@ -117,6 +117,9 @@ pub struct ClusterView {
     pub redis: Panel<RedisSnapshot>,
     pub argocd: Panel<ArgocdSnapshot>,
     pub backups: Panel<BackupsSnapshot>,
+    /// Set while the audit log writes from its reserve (the disk is full): every action on
+    /// this cluster is one record away from being refused.
+    pub audit_reserve: Option<String>,
     tracker: FindingTracker,
 }
 
@@ -131,6 +134,7 @@ impl ClusterView {
             kube_stale: None,
             reachable: None,
             findings: Vec::new(),
+            audit_reserve: None,
             pgbouncer: Panel::new(cfg.pgbouncer.is_some()),
             redis: Panel::new(cfg.redis.is_some()),
             argocd: Panel::new(cfg.argocd.is_some()),
@@ -197,6 +201,21 @@ impl ClusterView {
             model::backups::failing,
         );
         all.extend(self.tracker.track("backups", backups, now));
+        let audit = self
+            .audit_reserve
+            .iter()
+            .map(|path| {
+                RawFinding::new(
+                    Severity::Crit,
+                    "audit",
+                    "audit/reserve",
+                    format!(
+                        "the audit log {path} is writing from its reserve: the disk is full; free space there, or the next actions are refused"
+                    ),
+                )
+            })
+            .collect();
+        all.extend(self.tracker.track("audit", audit, now));
         self.findings = all;
     }
 }

@@ -101,6 +101,11 @@ pub enum RunEvent {
     },
     /// The run is over (every step ok or skipped): its lock is released.
     Finished,
+    /// Whether the audit log writes from its reserve (the disk is full), after each step.
+    AuditReserve {
+        path: String,
+        in_use: bool,
+    },
 }
 
 struct Active {
@@ -132,6 +137,10 @@ pub async fn executor(
                 match done {
                     Ok(mut a) => {
                         send(RunEvent::Vars { shown: a.driver.vars().shown() });
+                        send(RunEvent::AuditReserve {
+                            path: a.driver.audit_path(),
+                            in_use: AuditLog::new(a.driver.audit_path()).reserve_in_use(),
+                        });
                         if a.driver.finished() {
                             a.driver.close().await;
                             send(RunEvent::Finished);
