@@ -480,7 +480,7 @@ fn the_console_shows_the_lock_folder_fallback_warning() {
     let mut cfg = config(false);
     cfg.lock_dir = not_a_dir.path().join("locks");
     let warning = opsdeck::cli::lock_dir_warning(&cfg).expect("a warning");
-    assert!(warning.contains("not writable"), "{warning}");
+    assert!(warning.contains("cannot be used"), "{warning}");
     let mut s = state_with(&cfg, RB);
     s.warnings.insert(0, warning);
     let screen = draw(&s, 160, 48);
