@@ -675,3 +675,478 @@ async fn status_json_gives_a_stalled_cluster_stale_within_its_timeout() {
     assert!(cl["stale"]["since"].is_string(), "{cl}");
     fleet.shutdown().await;
 }
+
+// ---- ArgoCD stream, polled panels, labels, scale sanity, SIGSTOP (issue 21, part 2) ----
+
+use opsdeck::sources::{Feature, FeatureData};
+
+/// The staging cluster with its ArgoCD (plain HTTP in the simulator) behind a proxy.
+async fn argocd_behind_proxy() -> (Fleet, FaultProxy, ClusterConfig) {
+    install_crypto();
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("simulated fleet starts");
+    let config: Config = Config::load(fleet.config_path())
+        .map_err(|e| format!("{}", e[0]))
+        .expect("fleet config loads")
+        .config;
+    let mut c = config.cluster("staging").expect("staging").clone();
+    let url = fleet.argocd("staging").expect("argocd sim").url();
+    assert!(url.starts_with("http://"), "{url}");
+    let proxy = FaultProxy::for_url(&url).await;
+    let table = c.argocd.as_mut().expect("argocd table");
+    table.insert("url".into(), toml::Value::String(proxy.url()));
+    (fleet, proxy, c)
+}
+
+fn argocd_snapshot(u: &SourceUpdate) -> bool {
+    matches!(u, SourceUpdate::Feature(FeatureData::Argocd(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_argocd_stall_is_marked_stale_within_20s_and_cleared_within_10s_with_few_probes() {
+    let (fleet, proxy, cluster) = argocd_behind_proxy().await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    tokio::spawn(opsdeck::sources::argocd::run(
+        0,
+        cluster,
+        tx,
+        cancel.clone(),
+    ));
+    wait_for(
+        &mut rx,
+        Duration::from_secs(20),
+        "first ArgoCD snapshot",
+        argocd_snapshot,
+    )
+    .await;
+    // Idle: the stream says nothing; one probe per ~12-15 s of silence, no more.
+    let idle_from = Instant::now();
+    let before = proxy.requests().len();
+    tokio::time::sleep(Duration::from_secs(27)).await;
+    let idle: Vec<String> = proxy.requests()[before..]
+        .iter()
+        .map(|(_, l)| l.clone())
+        .collect();
+    eprintln!("idle requests in {:?}: {idle:?}", idle_from.elapsed());
+    assert!(idle.len() <= 3, "{idle:?}");
+    // Stall: connections open, no bytes.
+    let stalled_at = Instant::now();
+    proxy.set(Fault::Stall);
+    let u = wait_for(
+        &mut rx,
+        Duration::from_secs(20),
+        "an ArgoCD stale mark",
+        |u| {
+            matches!(
+                u,
+                SourceUpdate::FeatureFailing {
+                    feature: Feature::Argocd,
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+    let SourceUpdate::FeatureFailing { reason, .. } = u else {
+        unreachable!()
+    };
+    assert_eq!(reason, "no answer from ArgoCD for 15s");
+    assert!(stalled_at.elapsed() <= Duration::from_secs(20));
+    let recovered_at = Instant::now();
+    proxy.set(Fault::None);
+    wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "an ArgoCD snapshot after the stall",
+        argocd_snapshot,
+    )
+    .await;
+    eprintln!(
+        "argocd stale after {:?}, recovered after {:?}",
+        recovered_at.duration_since(stalled_at),
+        recovered_at.elapsed()
+    );
+    cancel.cancel();
+    fleet.shutdown().await;
+}
+
+/// A plain TCP proxy (PgBouncer, Redis) that can stall: connections stay open, nothing flows.
+struct TcpStall {
+    addr: std::net::SocketAddr,
+    stalled: tokio::sync::watch::Sender<bool>,
+}
+
+impl TcpStall {
+    async fn start(upstream: std::net::SocketAddr) -> TcpStall {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stalled = tokio::sync::watch::Sender::new(false);
+        let s = stalled.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let rx = s.subscribe();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (cr, cw) = client.into_split();
+                    let (sr, sw) = server.into_split();
+                    tokio::join!(pump(cr, sw, rx.clone()), pump(sr, cw, rx));
+                });
+            }
+        });
+        TcpStall { addr, stalled }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut stalled: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if stalled.wait_for(|s| !*s).await.is_err() {
+            return;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_redis_poll_is_marked_stale_and_recovers() {
+    install_crypto();
+    let fleet = Fleet::start(SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let config: Config = Config::load(fleet.config_path())
+        .map_err(|e| format!("{}", e[0]))
+        .unwrap()
+        .config;
+    let mut c = config.cluster("staging").unwrap().clone();
+    let redis = fleet.data_servers("staging").unwrap().1.addr();
+    let proxy = TcpStall::start(redis).await;
+    c.redis.as_mut().unwrap().insert(
+        "address".into(),
+        toml::Value::String(proxy.addr.to_string()),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    tokio::spawn(opsdeck::sources::redis::run(0, c, tx, cancel.clone()));
+    let redis_data = |u: &SourceUpdate| matches!(u, SourceUpdate::Feature(FeatureData::Redis(_)));
+    wait_for(&mut rx, Duration::from_secs(20), "Redis data", redis_data).await;
+    let stalled_at = Instant::now();
+    proxy.stalled.send_replace(true);
+    let u = wait_for(
+        &mut rx,
+        Duration::from_secs(20),
+        "a Redis stale mark",
+        |u| {
+            matches!(
+                u,
+                SourceUpdate::FeatureFailing {
+                    feature: Feature::Redis,
+                    ..
+                }
+            )
+        },
+    )
+    .await;
+    let SourceUpdate::FeatureFailing { reason, .. } = u else {
+        unreachable!()
+    };
+    assert!(reason.contains("no answer within"), "{reason}");
+    assert!(stalled_at.elapsed() <= Duration::from_secs(20));
+    proxy.stalled.send_replace(false);
+    wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "Redis data after the stall",
+        redis_data,
+    )
+    .await;
+    cancel.cancel();
+    fleet.shutdown().await;
+}
+
+#[test]
+fn the_header_says_failing_unreachable_or_not_answering_from_the_reason() {
+    use opsdeck::ui::api_failing_label;
+    assert_eq!(
+        api_failing_label(Some(
+            "API server answered 500 InternalError: etcdserver: request timed out"
+        )),
+        "API failing"
+    );
+    assert_eq!(
+        api_failing_label(Some("unreachable: connection refused")),
+        "API unreachable"
+    );
+    assert_eq!(
+        api_failing_label(Some("no answer from the API for 15s")),
+        "API not answering"
+    );
+}
+
+/// A 500 from the API server is shown as the server failing, not as unreachable.
+#[test]
+fn a_500_is_shown_as_api_failing_with_what_the_server_answered() {
+    use opsdeck::app::{AppState, Event, update};
+    use opsdeck::keymap::{EMBEDDED, Keymap};
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    let config = Config {
+        clusters: vec![ClusterConfig {
+            name: "staging".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let now: jiff::Timestamp = "2026-11-25T03:00:00Z".parse().unwrap();
+    let mut s = AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), now);
+    update(
+        &mut s,
+        Event::Source(SourceEvent {
+            cluster: 0,
+            update: SourceUpdate::KubeFailing {
+                reason: "API server answered 500 InternalError: etcdserver: request timed out"
+                    .into(),
+            },
+        }),
+    );
+    let mut t = Terminal::new(TestBackend::new(160, 48)).unwrap();
+    t.draw(|f| opsdeck::ui::render(f, &s, opsdeck::ui::Theme { color: false }))
+        .unwrap();
+    let screen: String = t
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .map(|c| c.symbol())
+        .collect();
+    assert!(screen.contains("API failing"), "{screen}");
+    assert!(!screen.contains("API unreachable"), "{screen}");
+    assert!(screen.contains("answered 500 InternalError"), "{screen}");
+}
+
+mod scale {
+    use opsdeck::app::{AppState, Effect, Event, update};
+    use opsdeck::config::{ClusterConfig, Config};
+    use opsdeck::drill::actions::QuickActionKind;
+    use opsdeck::drill::workloads::WorkloadRow;
+    use opsdeck::keymap::{EMBEDDED, Keymap};
+
+    fn workloads(replicas: i32, ceiling: Option<u32>) -> AppState {
+        let config = Config {
+            clusters: vec![ClusterConfig {
+                name: "staging".into(),
+                ..Default::default()
+            }],
+            scale_ceiling: ceiling,
+            ..Default::default()
+        };
+        let now: jiff::Timestamp = "2026-11-25T03:00:00Z".parse().unwrap();
+        let mut s = AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), now);
+        press(&mut s, &["W"]);
+        update(
+            &mut s,
+            Event::WorkloadsLoaded {
+                cluster: 0,
+                result: Ok(vec![WorkloadRow {
+                    kind: "Deployment",
+                    namespace: "goapps-staging".into(),
+                    name: "x".into(),
+                    desired: replicas,
+                    available: replicas,
+                    last_rollout: None,
+                    images: vec![],
+                    schedule: String::new(),
+                }]),
+            },
+        );
+        s
+    }
+
+    fn press(s: &mut AppState, seq: &[&str]) -> Vec<Effect> {
+        let mut out = Vec::new();
+        for k in seq {
+            out.extend(update(s, Event::Key(k.parse().unwrap())));
+            update(s, Event::Drawn);
+        }
+        out
+    }
+
+    fn digits(s: &mut AppState, n: &str) {
+        let keys: Vec<String> = n.chars().map(|c| c.to_string()).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        press(s, &keys);
+    }
+
+    fn confirmed_to(s: &AppState) -> Option<i32> {
+        let c = s.confirm.as_ref()?;
+        match &c.effect {
+            Effect::Quick { action, .. } => match action.kind {
+                QuickActionKind::Scale { to, .. } => Some(to),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn more_than_10x_asks_again_saying_so() {
+        let mut s = workloads(2, None);
+        press(&mut s, &["+"]);
+        digits(&mut s, "9999");
+        press(&mut s, &["enter"]);
+        assert!(s.confirm.is_none(), "no confirmation yet");
+        let p = s.drill.count.as_ref().expect("the prompt asks again");
+        let e = p.error.as_deref().unwrap();
+        assert!(
+            e.contains("scale deployment/x from 2 to 9999?")
+                && e.contains("more than 10x")
+                && e.contains("above scale_ceiling 20")
+                && e.contains("type the count again to confirm"),
+            "{e}"
+        );
+        // A different count is asked about afresh.
+        digits(&mut s, "999");
+        press(&mut s, &["enter"]);
+        assert!(s.confirm.is_none());
+        digits(&mut s, "999");
+        press(&mut s, &["enter"]);
+        assert_eq!(confirmed_to(&s), Some(999));
+    }
+
+    #[test]
+    fn above_the_ceiling_asks_again_and_an_ordinary_count_does_not() {
+        let mut s = workloads(10, Some(12));
+        press(&mut s, &["+"]);
+        digits(&mut s, "13");
+        press(&mut s, &["enter"]);
+        let e = s.drill.count.as_ref().unwrap().error.clone().unwrap();
+        assert!(e.contains("above scale_ceiling 12"), "{e}");
+        assert!(!e.contains("10x"), "{e}");
+        digits(&mut s, "13");
+        press(&mut s, &["enter"]);
+        assert_eq!(confirmed_to(&s), Some(13));
+
+        let mut s = workloads(2, None);
+        press(&mut s, &["+"]);
+        digits(&mut s, "5");
+        press(&mut s, &["enter"]);
+        assert_eq!(confirmed_to(&s), Some(5));
+    }
+
+    #[test]
+    fn twenty_three_nines_is_an_error_not_a_count() {
+        let mut s = workloads(2, None);
+        press(&mut s, &["+"]);
+        digits(&mut s, &"9".repeat(23));
+        press(&mut s, &["enter"]);
+        assert!(s.confirm.is_none());
+        let e = s.drill.count.as_ref().unwrap().error.clone().unwrap();
+        assert!(e.contains("is not a replica count"), "{e}");
+        // Typing it again does not make it a count either.
+        digits(&mut s, &"9".repeat(23));
+        press(&mut s, &["enter"]);
+        assert!(s.confirm.is_none());
+    }
+
+    #[test]
+    fn scale_ceiling_is_a_config_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("config.toml");
+        std::fs::write(&p, "scale_ceiling = 7\n[[cluster]]\nname = \"a\"\n").unwrap();
+        let c = Config::load(&p)
+            .map_err(|e| format!("{}", e[0]))
+            .unwrap()
+            .config;
+        assert_eq!(c.scale_ceiling(), 7);
+        std::fs::write(&p, "[[cluster]]\nname = \"a\"\n").unwrap();
+        let c = Config::load(&p)
+            .map_err(|e| format!("{}", e[0]))
+            .unwrap()
+            .config;
+        assert_eq!(c.scale_ceiling(), 20);
+    }
+}
+
+/// A real `opsdeck sim` stopped with SIGSTOP for 20 s while the source watches: the cluster is
+/// marked stale with the reason; SIGCONT recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigstopped_simulator_is_marked_stale_and_recovers_on_sigcont() {
+    use std::io::BufRead;
+    install_crypto();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_opsdeck"))
+        .args(["sim", "--pods", "0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("opsdeck sim starts");
+    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut config_path = None;
+    for line in out.lines() {
+        let line = line.unwrap();
+        if let Some(p) = line.strip_prefix("config: ") {
+            config_path = Some(p.to_string());
+            break;
+        }
+    }
+    let config: Config = Config::load(std::path::Path::new(&config_path.expect("config line")))
+        .map_err(|e| format!("{}", e[0]))
+        .unwrap()
+        .config;
+    let (mut rx, cancel) = spawn_source(config.cluster("staging").unwrap());
+    wait_for(
+        &mut rx,
+        Duration::from_secs(20),
+        "first snapshot",
+        first_snapshot_done,
+    )
+    .await;
+    let pid = child.id() as i32;
+    // SAFETY: signals to our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped_at = Instant::now();
+    let u = wait_for(&mut rx, Duration::from_secs(20), "a stale mark", |u| {
+        matches!(u, SourceUpdate::KubeFailing { .. })
+    })
+    .await;
+    assert!(
+        matches!(&u, SourceUpdate::KubeFailing { reason } if reason.contains("no answer")),
+        "{}",
+        brief(&u)
+    );
+    let left = Duration::from_secs(20).saturating_sub(stopped_at.elapsed());
+    tokio::time::sleep(left).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    wait_for(
+        &mut rx,
+        Duration::from_secs(10),
+        "a snapshot after SIGCONT",
+        first_snapshot_done,
+    )
+    .await;
+    cancel.cancel();
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let _ = child.wait();
+}

@@ -84,6 +84,25 @@ pub struct CountPrompt {
     pub protected: bool,
     pub count: String,
     pub error: Option<String>,
+    /// A count that needs saying twice (more than 10x the current one, or above
+    /// `scale_ceiling`), once typed: the same count typed again confirms it.
+    pub unusual: Option<i32>,
+}
+
+/// The longest count the prompt takes (more digits are refused as they are typed); a
+/// count that does not fit a replica count is an error at enter.
+const COUNT_MAX_DIGITS: usize = 32;
+
+/// Why a scale from `from` to `to` replicas needs the count typed again, if it does.
+pub fn unusual_scale(from: i32, to: i32, ceiling: u32) -> Option<String> {
+    let mut why = Vec::new();
+    if i64::from(to) > 10 * i64::from(from.max(0)) && to > from {
+        why.push("more than 10x".to_string());
+    }
+    if i64::from(to) > i64::from(ceiling) {
+        why.push(format!("above scale_ceiling {ceiling}"));
+    }
+    (!why.is_empty()).then(|| why.join(" / "))
 }
 
 /// Everything of the drill-down.
@@ -96,7 +115,18 @@ pub struct DrillState {
     pub workloads: Option<Fetched<WorkloadRow>>,
     /// A scale's count prompt (the confirmation opens once the count is typed).
     pub count: Option<CountPrompt>,
+    /// `scale_ceiling` from the config (`None`: the default).
+    pub scale_ceiling: Option<u32>,
     generation: u64,
+}
+
+impl DrillState {
+    pub fn with_scale_ceiling(ceiling: u32) -> DrillState {
+        DrillState {
+            scale_ceiling: Some(ceiling),
+            ..DrillState::default()
+        }
+    }
 }
 
 /// Opens the pods table of `cluster`.
@@ -447,6 +477,7 @@ pub fn request_quick(state: &mut AppState, kind: &str) -> Vec<Effect> {
             protected,
             count: String::new(),
             error: None,
+            unusual: None,
         });
         return vec![];
     }
@@ -515,9 +546,15 @@ pub fn count_key(state: &mut AppState, key: Key) -> Vec<Effect> {
             state.flash = Some(format!("cancelled: {} was not done", p.action.describe()));
             return vec![];
         }
-        KeyCode::Char(c) if c.is_ascii_digit() && !key.ctrl && p.count.len() < 4 => {
-            p.count.push(c);
-            p.error = None;
+        KeyCode::Char(c) if c.is_ascii_digit() && !key.ctrl => {
+            if p.count.len() < COUNT_MAX_DIGITS {
+                p.count.push(c);
+                p.error = None;
+            } else {
+                p.error = Some(format!(
+                    "a replica count has at most {COUNT_MAX_DIGITS} digits"
+                ));
+            }
         }
         KeyCode::Backspace => {
             p.count.pop();
@@ -525,13 +562,50 @@ pub fn count_key(state: &mut AppState, key: Key) -> Vec<Effect> {
         }
         KeyCode::Enter => match p.count.parse::<i32>() {
             Ok(n) => {
-                if let QuickActionKind::Scale { to, .. } = &mut p.action.kind {
-                    *to = n;
+                let ceiling = state
+                    .drill
+                    .scale_ceiling
+                    .unwrap_or(crate::config::DEFAULT_SCALE_CEILING);
+                let QuickActionKind::Scale {
+                    to,
+                    from,
+                    kind,
+                    name,
+                    ..
+                } = &mut p.action.kind
+                else {
+                    return vec![];
+                };
+                let from = *from;
+                let what = format!("scale {}/{name}", kind.as_str().to_lowercase());
+                match unusual_scale(from, n, ceiling) {
+                    Some(why) if p.unusual != Some(n) => {
+                        *to = n;
+                        p.error = Some(format!(
+                            "{what} from {from} to {n}? that is {why}: type the count again to confirm"
+                        ));
+                        p.unusual = Some(n);
+                        p.count.clear();
+                    }
+                    _ => {
+                        *to = n;
+                        confirm_quick(state, p.action, p.protected);
+                        return vec![];
+                    }
                 }
-                confirm_quick(state, p.action, p.protected);
-                return vec![];
             }
-            Err(_) => p.error = Some("type the new replica count first".into()),
+            Err(_) if p.count.is_empty() => {
+                p.error = Some("type the new replica count first".into())
+            }
+            Err(_) => {
+                p.error = Some(format!(
+                    "{} is not a replica count (at most {}): nothing was accepted",
+                    p.count,
+                    i32::MAX
+                ));
+                p.count.clear();
+                p.unusual = None;
+            }
         },
         _ => {}
     }

@@ -293,7 +293,7 @@ impl AppState {
             forward_cursor: 0,
             argo_cursor: 0,
             argo_results: Default::default(),
-            drill: Default::default(),
+            drill: super::drill::DrillState::with_scale_ceiling(config.scale_ceiling()),
             pending: Vec::new(),
             flash: None,
         }

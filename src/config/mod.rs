@@ -35,7 +35,14 @@ pub struct Config {
     pub keymap: String,
     pub clusters: Vec<ClusterConfig>,
     pub forwards: Vec<ForwardConfig>,
+    /// `scale_ceiling`: a scale to more replicas than this asks for the count again
+    /// (unset: [`DEFAULT_SCALE_CEILING`]).
+    pub scale_ceiling: Option<u32>,
 }
+
+/// A scale to more replicas than this asks for the count again, unless `scale_ceiling` says
+/// otherwise.
+pub const DEFAULT_SCALE_CEILING: u32 = 20;
 
 /// One `[[cluster]]`.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -139,6 +146,11 @@ impl Config {
             keymap: "default".into(),
             ..Config::default()
         }
+    }
+
+    /// The `scale_ceiling` in force.
+    pub fn scale_ceiling(&self) -> u32 {
+        self.scale_ceiling.unwrap_or(DEFAULT_SCALE_CEILING)
     }
 
     /// Where run locks go when `lock_dir` is not writable: `$XDG_STATE_HOME/opsdeck/locks`.

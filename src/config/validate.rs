@@ -23,6 +23,7 @@ struct RawTop {
     audit_log: Option<String>,
     lock_dir: Option<String>,
     keymap: Option<String>,
+    scale_ceiling: Option<u32>,
     // Read element by element below; named here so they count as valid keys and must be arrays.
     #[serde(default)]
     #[allow(dead_code)]
@@ -263,6 +264,7 @@ fn build(
         audit_log: None,
         lock_dir: None,
         keymap: None,
+        scale_ceiling: None,
         cluster: None,
         forward: None,
     });
@@ -292,6 +294,12 @@ fn build(
         .and_then(|v| non_empty_path("lock_dir", v, diag))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_LOCK_DIR));
     let keymap = check_keymap(top.keymap.as_deref(), diag);
+    if top.scale_ceiling == Some(0) {
+        diag.error(
+            "scale_ceiling",
+            "expected a replica count of 1 or more (default 20); leave the key out for the default",
+        );
+    }
 
     Config {
         source: Some(path.to_path_buf()),
@@ -301,6 +309,7 @@ fn build(
         keymap,
         clusters,
         forwards,
+        scale_ceiling: top.scale_ceiling,
     }
 }
 

@@ -30,6 +30,20 @@ pub const DEFAULT_POLL: Duration = Duration::from_secs(5);
 const STREAM_RETRY: Duration = Duration::from_secs(30);
 /// A stream silent this long is re-opened (a half-open connection would never end by itself).
 const STREAM_IDLE: Duration = Duration::from_secs(300);
+/// After this long without a byte on the stream (ArgoCD sends nothing while no app changes),
+/// one cheap request (`GET /api/version`) asks whether the server is still there.
+pub const PROBE_AFTER: Duration = Duration::from_secs(12);
+/// After this long without a word from ArgoCD (stream, list or probe), the panel is marked
+/// stale: `no answer from ArgoCD for 15s`.
+pub const STALE_AFTER: Duration = Duration::from_secs(15);
+/// How long one probe may take; while stale, a probe is sent this often, so a server that
+/// comes back is noticed within a few seconds.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `no answer from ArgoCD for 15s`.
+pub fn no_answer_reason() -> String {
+    format!("no answer from ArgoCD for {}s", STALE_AFTER.as_secs())
+}
 /// A stream that ends sooner than this counts as a failure (backoff), so a server that
 /// closes at once is not reconnected to in a tight loop.
 const STREAM_MIN_LIFE: Duration = Duration::from_secs(2);
@@ -407,6 +421,23 @@ impl ArgocdClient {
 
     pub fn base_url(&self) -> &str {
         &self.base
+    }
+
+    /// The liveness probe: `GET /api/version` (no credentials needed, a few bytes), answered
+    /// within [`PROBE_TIMEOUT`]. Any HTTP answer counts: the server is there.
+    fn prober(&self) -> impl Fn() -> futures::future::BoxFuture<'static, bool> + Send + use<> {
+        let http = self.http.clone();
+        let url = format!("{}/api/version", self.base);
+        move || {
+            let req = http.get(url.clone()).timeout(PROBE_TIMEOUT);
+            async move {
+                match req.send().await {
+                    Ok(r) => r.bytes().await.is_ok(),
+                    Err(_) => false,
+                }
+            }
+            .boxed()
+        }
     }
 
     pub fn insecure(&self) -> bool {
@@ -1280,6 +1311,29 @@ impl Reporter {
     }
 }
 
+/// Awaits one request; if it has not answered within [`STALE_AFTER`] the panel is marked
+/// stale (`no answer from ArgoCD for 15s`) while it goes on waiting (the request's own
+/// timeout ends it). `None` when cancelled or nobody listens.
+async fn bounded<T>(
+    request: impl std::future::Future<Output = T>,
+    reporter: &mut Reporter,
+    cancel: &CancellationToken,
+) -> Option<T> {
+    let mut request = std::pin::pin!(request);
+    tokio::select! {
+        _ = cancel.cancelled() => return None,
+        r = &mut request => return Some(r),
+        _ = tokio::time::sleep(STALE_AFTER) => {}
+    }
+    if !reporter.fail(no_answer_reason()) {
+        return None;
+    }
+    tokio::select! {
+        _ = cancel.cancelled() => None,
+        r = request => Some(r),
+    }
+}
+
 /// Sleeps unless cancelled; false when cancelled.
 async fn pause(cancel: &CancellationToken, d: Duration) -> bool {
     tokio::select! {
@@ -1332,9 +1386,8 @@ pub async fn run(
     let mut mode = FollowMode::Stream;
     let mut last_stream_try: Option<Instant> = None;
     loop {
-        let listed = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = client.list() => r,
+        let Some(listed) = bounded(client.list(), &mut reporter, &cancel).await else {
+            return;
         };
         match listed {
             Ok(list) => {
@@ -1363,9 +1416,8 @@ pub async fn run(
         // Without a resourceVersion the server first sends every app again (ADDED): a change
         // that landed between the list and the subscription is not lost (argocd-server does
         // not replay from a resourceVersion), and rows are keyed by name, so none duplicates.
-        let opened = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = client.open_stream(None) => r,
+        let Some(opened) = bounded(client.open_stream(None), &mut reporter, &cancel).await else {
+            return;
         };
         let resp = match opened {
             Ok(r) => r,
@@ -1397,7 +1449,8 @@ pub async fn run(
             }
         }
         let opened_at = Instant::now();
-        match follow(resp, &mut apps, &mut reporter, &cancel).await {
+        let probe = client.prober();
+        match follow(resp, &mut apps, &mut reporter, &cancel, &probe).await {
             StreamEnd::Cancelled => return,
             StreamEnd::Closed => {
                 if opened_at.elapsed() < STREAM_MIN_LIFE {
@@ -1425,29 +1478,78 @@ pub async fn run(
 pub const MAX_EVENT_LINE: usize = 4 * 1024 * 1024;
 
 /// Reads the stream line by line, applying each change and publishing after every burst.
+///
+/// Liveness: after [`PROBE_AFTER`] without a byte, one probe is sent (a quiet ArgoCD sends
+/// nothing while no app changes); an answer means all is well and the next probe comes after
+/// another quiet spell, so an idle stream costs one small request per ~12 s. With no word at
+/// all for [`STALE_AFTER`] the panel is marked stale and probed every [`PROBE_TIMEOUT`]; the
+/// first word after that (a probe's answer or stream bytes) ends the stream, and the caller
+/// lists afresh, which clears the mark.
 async fn follow(
     resp: reqwest::Response,
     apps: &mut BTreeMap<String, AppSummary>,
     reporter: &mut Reporter,
     cancel: &CancellationToken,
+    probe: &impl Fn() -> futures::future::BoxFuture<'static, bool>,
 ) -> StreamEnd {
     let url = reporter.endpoint.clone();
     let mut body = resp.bytes_stream();
     let mut lines = LineSplitter::new(MAX_EVENT_LINE);
+    let mut last_heard = Instant::now();
+    // A probe's answer says the server is there, not that this connection still is.
+    let mut last_byte = last_heard;
+    let mut next_probe = last_heard + PROBE_AFTER;
+    let mut probing: Option<futures::future::BoxFuture<'static, bool>> = None;
+    let mut stalled = false;
     loop {
+        let probe_at = next_probe.max(last_heard + PROBE_AFTER);
         let chunk = tokio::select! {
             _ = cancel.cancelled() => return StreamEnd::Cancelled,
-            c = tokio::time::timeout(STREAM_IDLE, body.next()) => c,
+            c = body.next() => c,
+            ok = async { probing.as_mut().expect("guarded").await }, if probing.is_some() => {
+                probing = None;
+                let now = Instant::now();
+                if ok {
+                    if stalled {
+                        return StreamEnd::Closed;
+                    }
+                    last_heard = now;
+                    next_probe = now + PROBE_AFTER;
+                } else {
+                    next_probe = now + PROBE_TIMEOUT;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(probe_at), if probing.is_none() => {
+                probing = Some(probe());
+                next_probe = Instant::now() + PROBE_TIMEOUT;
+                continue;
+            }
+            _ = tokio::time::sleep_until(last_heard + STALE_AFTER), if !stalled => {
+                stalled = true;
+                if !reporter.fail(no_answer_reason()) {
+                    return StreamEnd::Cancelled;
+                }
+                continue;
+            }
+            _ = tokio::time::sleep_until(last_byte + STREAM_IDLE) => return StreamEnd::Closed,
         };
         let chunk = match chunk {
-            Err(_) | Ok(None) => return StreamEnd::Closed,
-            Ok(Some(Err(e))) => {
+            None => return StreamEnd::Closed,
+            Some(Err(e)) => {
                 // A cut connection mid-stream is routine (restarts, proxies): re-list.
                 tracing::debug!(error = %e, "argocd stream ended");
                 return StreamEnd::Closed;
             }
-            Ok(Some(Ok(c))) => c,
+            Some(Ok(c)) => c,
         };
+        last_heard = Instant::now();
+        last_byte = last_heard;
+        if stalled {
+            // The server speaks again after a stall: list afresh rather than trust what the
+            // held-back stream says.
+            return StreamEnd::Closed;
+        }
         let mut changed = match apply_stream_bytes(&mut lines, &chunk, apps, &url) {
             Ok(c) => c,
             Err(e) => return StreamEnd::Failed(e),

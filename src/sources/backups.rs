@@ -559,6 +559,12 @@ struct BackupsPoller {
 }
 
 impl super::Poller for BackupsPoller {
+    /// Each source is bounded by its own timeout inside the poll (and fails in the snapshot);
+    /// the whole poll is bounded a little above that.
+    fn timeout(&self) -> Duration {
+        SOURCE_TIMEOUT + Duration::from_secs(5)
+    }
+
     /// Sources fail one by one inside the snapshot; a poll as a whole never fails.
     async fn poll(&mut self) -> Result<FeatureData, String> {
         let snap = poll_all(

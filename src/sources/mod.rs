@@ -89,11 +89,24 @@ pub(crate) fn report_failure(
 pub(crate) trait Poller: Send {
     /// Polls once: the feature's whole snapshot, or why it failed.
     fn poll(&mut self) -> impl std::future::Future<Output = Result<FeatureData, String>> + Send;
+
+    /// The longest a whole poll may take; past it the poll is dropped and the panel marked
+    /// stale (`no answer within 10s`).
+    fn timeout(&self) -> std::time::Duration {
+        POLL_TIMEOUT
+    }
+
+    /// Forgets connections a dropped poll may have left half-used (called after a timeout).
+    fn reset(&mut self) {}
 }
+
+/// The default bound of one whole poll of a feature source.
+pub const POLL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs a polled feature source of cluster `index` until `cancel` fires or nobody listens:
 /// one `poll` in flight at most; its data is sent as a whole snapshot, a failure once per
-/// distinct reason (the last data stays on screen, marked stale); the next poll comes after
+/// distinct reason (the last data stays on screen, marked stale), a poll that does not answer
+/// within the poller's timeout being one (`no answer within 10s`); the next poll comes after
 /// `every`, or after a doubling backoff while polls fail.
 pub(crate) async fn poll_loop(
     index: usize,
@@ -113,10 +126,15 @@ pub(crate) async fn poll_loop(
     let mut backoff = FIRST_BACKOFF;
     let mut last_failure: Option<String> = None;
     loop {
+        let limit = poller.timeout();
         let result = tokio::select! {
             _ = cancel.cancelled() => return,
-            r = poller.poll() => r,
+            r = tokio::time::timeout(limit, poller.poll()) => r,
         };
+        let result = result.unwrap_or_else(|_| {
+            poller.reset();
+            Err(format!("no answer within {}s", limit.as_secs()))
+        });
         let wait = match result {
             Ok(data) => {
                 last_failure = None;

@@ -343,6 +343,10 @@ struct PgbouncerPoller {
 }
 
 impl super::Poller for PgbouncerPoller {
+    fn reset(&mut self) {
+        self.console = None;
+    }
+
     async fn poll(&mut self) -> Result<FeatureData, String> {
         let result = async {
             if self.console.as_ref().is_none_or(Console::is_closed) {

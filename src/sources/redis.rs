@@ -541,6 +541,10 @@ struct RedisPoller {
 }
 
 impl super::Poller for RedisPoller {
+    fn reset(&mut self) {
+        self.conn = None;
+    }
+
     async fn poll(&mut self) -> Result<FeatureData, String> {
         let result = async {
             if self.conn.is_none() {

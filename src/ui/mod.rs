@@ -299,3 +299,4 @@ mod tests {
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
     }
 }
+pub use overview::api_failing_label;

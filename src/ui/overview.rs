@@ -117,7 +117,10 @@ pub(super) fn header(
     let api = match (c.reachable, &c.kube_stale) {
         (None, _) => styled("API connecting…", theme.dim()),
         (Some(true), _) => styled("API ok", theme.severity(None)),
-        (Some(false), _) => styled("API unreachable", theme.severity(Some(Severity::Crit))),
+        (Some(false), stale) => styled(
+            api_failing_label(stale.as_ref().map(|s| s.reason.as_str())),
+            theme.severity(Some(Severity::Crit)),
+        ),
     };
     let mut lines = vec![
         head,
@@ -413,4 +416,17 @@ fn panel_tiles(
         }
     }
     out
+}
+
+/// What the header says about a failing API, from the reason its source gives: a server that
+/// answered with an error is `API failing` (it is there), one that is silent is
+/// `API not answering`, one that cannot be reached is `API unreachable`.
+pub fn api_failing_label(reason: Option<&str>) -> &'static str {
+    match reason {
+        Some(r) if r.contains("answered ") || r.contains("unreadable") => "API failing",
+        Some(r) if r.starts_with("no answer") || r.starts_with("no complete answer") => {
+            "API not answering"
+        }
+        _ => "API unreachable",
+    }
 }
