@@ -283,6 +283,8 @@ pub(crate) fn scrolled<'a>(
     (lines.into_iter().skip(offset).take(page).collect(), offset)
 }
 
+pub use overview::api_failing_label;
+
 pub(crate) fn styled(text: impl Into<String>, style: Style) -> Span<'static> {
     Span::styled(text.into(), style)
 }
@@ -299,4 +301,3 @@ mod tests {
         assert_eq!(wrap("abcdefghij", 4), ["abcd", "efgh", "ij"]);
     }
 }
-pub use overview::api_failing_label;
