@@ -39,7 +39,7 @@ async fn sim(env: Env) -> (ArgoSim, ClusterConfig, tempfile::TempDir) {
     let token = dir.path().join("token");
     write_private(&token, &format!("{}\n", argo.token()));
     let mut table = toml::Table::new();
-    table.insert("url".into(), argo.url().into());
+    table.insert("url".into(), argo.api_url().into());
     table.insert("token_file".into(), token.display().to_string().into());
     table.insert("poll".into(), "1s".into());
     let cluster = ClusterConfig {

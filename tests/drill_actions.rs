@@ -39,7 +39,7 @@ fn action(kind: QuickActionKind) -> QuickAction {
 }
 
 async fn app_pods(api: &Api<Pod>, app: &str) -> Vec<Pod> {
-    api.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={app}")))
+    api.list(&ListParams::default().labels(&format!("app={app}")))
         .await
         .expect("list pods")
         .items

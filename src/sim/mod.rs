@@ -235,11 +235,8 @@ impl Fleet {
                     .with_context(|| format!("starting the simulated MinIO of {}", env.name()))?,
             );
             // The VPS disk destination, kept under the fleet's directory.
-            let disk = dir
-                .path()
-                .join(s3::disk_dir(env).trim_start_matches('/'));
-            s3::write_disk(env, &disk)
-                .with_context(|| format!("writing {}", disk.display()))?;
+            let disk = dir.path().join(s3::disk_dir(env).trim_start_matches('/'));
+            s3::write_disk(env, &disk).with_context(|| format!("writing {}", disk.display()))?;
             disks.push(disk);
         }
         let ca_file = dir.path().join("minio-ca.crt");
@@ -439,6 +436,13 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
+        // The runbooks' backup directory: the real `/goapps-backup/postgres` or
+        // `/staging-goapps-backup/postgres`, kept under the fleet's directory.
+        let disk = dir.join(s3::disk_dir(env).trim_start_matches('/'));
+        out.push_str(&format!(
+            "[cluster.env]\nBACKUP_DIR = {}\n",
+            toml_str(&disk.display().to_string())
+        ));
         out.push_str(tables.get(i).map_or("", String::as_str));
     }
     for env in [Env::Staging, Env::Production] {

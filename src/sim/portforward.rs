@@ -520,17 +520,17 @@ pub fn config_shortcuts(cluster: &str) -> String {
             "monitoring/service/prometheus-kube-prometheus-alertmanager:9093",
             Some("http"),
         ),
-        (
-            "argocd",
-            "argocd/service/argocd-server:80",
-            Some("http"),
-        ),
+        ("argocd", "argocd/service/argocd-server:80", Some("http")),
         (
             "jaeger",
             "observability/service/jaeger-query:16686",
             Some("http"),
         ),
-        ("minio-console", "minio/service/minio:console", Some("https")),
+        (
+            "minio-console",
+            "minio/service/minio:console",
+            Some("https"),
+        ),
         (
             "rabbitmq",
             "database/service/rabbitmq:management",

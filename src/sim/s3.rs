@@ -65,8 +65,8 @@ pub fn b2_prefix(env: Env) -> String {
 
 /// A gzip of nothing: what `pg_dump | gzip` leaves when `pg_dump` fails (20 bytes).
 pub const EMPTY_GZIP: [u8; 20] = [
-    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00,
-    0x00, 0x00, 0x00, 0x00, 0x00,
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x03, 0x03, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x00, 0x00,
 ];
 
 /// Whether the newest dump of `env` is the empty one (staging: its `POSTGRES_USER` is
@@ -101,7 +101,9 @@ pub fn history(env: Env, now: Timestamp, skip_newest: usize) -> Vec<SimObject> {
             };
             let at = at.timestamp();
             // Leave the newest run a few minutes to land.
-            if at.as_second() + 300 <= now.as_second() && now.as_second() - at.as_second() <= 7 * 86_400 {
+            if at.as_second() + 300 <= now.as_second()
+                && now.as_second() - at.as_second() <= 7 * 86_400
+            {
                 runs.push(at);
             }
         }
@@ -118,8 +120,8 @@ pub fn history(env: Env, now: Timestamp, skip_newest: usize) -> Vec<SimObject> {
             if i + 1 == n && newest_is_empty(env) {
                 size = EMPTY_GZIP.len() as u64;
             }
-            let started =
-                Timestamp::from_second(at.as_second() + 2 + ((iu * 5 + salt) % 9) as i64).unwrap_or(at);
+            let started = Timestamp::from_second(at.as_second() + 2 + ((iu * 5 + salt) % 9) as i64)
+                .unwrap_or(at);
             let secs = at.as_second() + 60 + ((iu * 13 + salt) % 50) as i64;
             let modified = Timestamp::from_second(secs).unwrap_or(at);
             SimObject {
@@ -365,7 +367,10 @@ impl SimS3 {
     /// verification, over plain HTTP too ([`SimS3::url`]).
     pub async fn start_minio(env: Env) -> std::io::Result<SimS3> {
         let mut store = BTreeMap::new();
-        store.insert(buckets(env).0.to_string(), history(env, Timestamp::now(), 0));
+        store.insert(
+            buckets(env).0.to_string(),
+            history(env, Timestamp::now(), 0),
+        );
         let mut s = Self::serve(store.clone()).await?;
         let tcp = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let tls_addr = tcp.local_addr()?;
@@ -449,7 +454,8 @@ pub fn write_disk(env: Env, dir: &std::path::Path) -> std::io::Result<()> {
         } else {
             f.set_len(o.size)?;
         }
-        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(o.modified.as_second().max(0) as u64);
+        let t = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(o.modified.as_second().max(0) as u64);
         f.set_modified(t)?;
     }
     Ok(())

@@ -1010,7 +1010,8 @@ fn backups(
                        {"name": "backup-host", "hostPath": {"path": disk, "type": "DirectoryOrCreate"}}]),
             )
         };
-        let pod_spec = json!({"restartPolicy": "OnFailure", "containers": [container], "volumes": volumes});
+        let pod_spec =
+            json!({"restartPolicy": "OnFailure", "containers": [container], "volumes": volumes});
         let job_name = format!("{name}-{}", last.timestamp().as_second() / 60);
         // Production's last afternoon run failed (MinIO refused the upload): the Backups
         // panel shows the failed Job with its reason.
@@ -1314,7 +1315,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -1346,47 +1351,105 @@ pub const B2_BUCKET: &str = "goapps-backups";
 pub fn secrets(env: Env) -> Vec<Value> {
     use k8s_openapi::api::core::v1::Secret;
     let fake_crt = "-----BEGIN CERTIFICATE-----\nMIIFAKEopsdeckSimulatedWildcardMutugadingCom\n-----END CERTIFICATE-----\n";
-    let fake_key = "-----BEGIN PRIVATE KEY-----\nMIIFAKEopsdeckSimulatedKey\n-----END PRIVATE KEY-----\n";
+    let fake_key =
+        "-----BEGIN PRIVATE KEY-----\nMIIFAKEopsdeckSimulatedKey\n-----END PRIVATE KEY-----\n";
     let mut list: Vec<(String, &str, &str, Vec<(&str, String)>)> = vec![
-        ("database".into(), "postgres-secret", "Opaque", vec![
-            ("POSTGRES_USER", postgres_user(env).into()),
-            ("POSTGRES_PASSWORD", format!("sim-{}-pg-password", env.name())),
-            ("POSTGRES_DB", "goapps".into()),
-        ]),
-        ("database".into(), "minio-secret", "Opaque", vec![
-            ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
-            ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
-        ]),
-        ("minio".into(), "minio-secret", "Opaque", vec![
-            ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
-            ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
-        ]),
-        ("database".into(), "s3-cloud-credentials", "Opaque", vec![
-            ("S3_ENDPOINT", B2_ENDPOINT.into()),
-            ("S3_BUCKET", B2_BUCKET.into()),
-            ("AWS_ACCESS_KEY_ID", super::s3::ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", super::s3::SECRET_KEY.into()),
-        ]),
-        ("database".into(), "rabbitmq-secret", "Opaque", vec![
-            ("RABBITMQ_USER", "goapps".into()),
-            ("RABBITMQ_PASSWORD", format!("sim-{}-rabbitmq-password", env.name())),
-        ]),
-        ("minio".into(), "minio-tls", "Opaque", vec![
-            ("public.crt", super::s3::TLS_CERT.into()),
-            ("private.key", super::s3::TLS_KEY.into()),
-        ]),
-        ("argocd".into(), "argocd-initial-admin-secret", "Opaque", vec![
-            ("password", format!("sim-{}-argocd-admin", env.name())),
-        ]),
-        (env.app_namespace().into(), "ghcr-secret", "kubernetes.io/dockerconfigjson", vec![
-            (".dockerconfigjson", r#"{"auths":{"ghcr.io":{"auth":"c2ltOmZha2U="}}}"#.into()),
-        ]),
+        (
+            "database".into(),
+            "postgres-secret",
+            "Opaque",
+            vec![
+                ("POSTGRES_USER", postgres_user(env).into()),
+                (
+                    "POSTGRES_PASSWORD",
+                    format!("sim-{}-pg-password", env.name()),
+                ),
+                ("POSTGRES_DB", "goapps".into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "minio-secret",
+            "Opaque",
+            vec![
+                ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
+                ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "minio".into(),
+            "minio-secret",
+            "Opaque",
+            vec![
+                ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
+                ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "s3-cloud-credentials",
+            "Opaque",
+            vec![
+                ("S3_ENDPOINT", B2_ENDPOINT.into()),
+                ("S3_BUCKET", B2_BUCKET.into()),
+                ("AWS_ACCESS_KEY_ID", super::s3::ACCESS_KEY.into()),
+                ("AWS_SECRET_ACCESS_KEY", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "rabbitmq-secret",
+            "Opaque",
+            vec![
+                ("RABBITMQ_USER", "goapps".into()),
+                (
+                    "RABBITMQ_PASSWORD",
+                    format!("sim-{}-rabbitmq-password", env.name()),
+                ),
+            ],
+        ),
+        (
+            "minio".into(),
+            "minio-tls",
+            "Opaque",
+            vec![
+                ("public.crt", super::s3::TLS_CERT.into()),
+                ("private.key", super::s3::TLS_KEY.into()),
+            ],
+        ),
+        (
+            "argocd".into(),
+            "argocd-initial-admin-secret",
+            "Opaque",
+            vec![("password", format!("sim-{}-argocd-admin", env.name()))],
+        ),
+        (
+            env.app_namespace().into(),
+            "ghcr-secret",
+            "kubernetes.io/dockerconfigjson",
+            vec![(
+                ".dockerconfigjson",
+                r#"{"auths":{"ghcr.io":{"auth":"c2ltOmZha2U="}}}"#.into(),
+            )],
+        ),
     ];
-    for ns in ["ingress-nginx", env.app_namespace(), "monitoring", "argocd", "minio", "kubernetes-dashboard"] {
-        list.push((ns.into(), "goapps-tls", "kubernetes.io/tls", vec![
-            ("tls.crt", fake_crt.to_string()),
-            ("tls.key", fake_key.to_string()),
-        ]));
+    for ns in [
+        "ingress-nginx",
+        env.app_namespace(),
+        "monitoring",
+        "argocd",
+        "minio",
+        "kubernetes-dashboard",
+    ] {
+        list.push((
+            ns.into(),
+            "goapps-tls",
+            "kubernetes.io/tls",
+            vec![
+                ("tls.crt", fake_crt.to_string()),
+                ("tls.key", fake_key.to_string()),
+            ],
+        ));
     }
     list.into_iter()
         .map(|(ns, name, ty, data)| {
@@ -1406,16 +1469,19 @@ pub fn secrets(env: Env) -> Vec<Value> {
 /// The ExternalName Services `oracle-rnd` and `oracle-prod` in `database`.
 fn external_services(env: Env) -> Vec<Value> {
     use k8s_openapi::api::core::v1::Service;
-    [("oracle-rnd", "oracle-rnd.mutugading.internal"), ("oracle-prod", "oracle-prod.mutugading.internal")]
-        .into_iter()
-        .map(|(name, host)| {
-            typed::<Service>(json!({
-                "metadata": meta(env, "Service", "database", name, json!({"app": name}), 86_400 * 40),
-                "spec": {"type": "ExternalName", "externalName": host, "sessionAffinity": "None"},
-                "status": {"loadBalancer": {}}
-            }))
-        })
-        .collect()
+    [
+        ("oracle-rnd", "oracle-rnd.mutugading.internal"),
+        ("oracle-prod", "oracle-prod.mutugading.internal"),
+    ]
+    .into_iter()
+    .map(|(name, host)| {
+        typed::<Service>(json!({
+            "metadata": meta(env, "Service", "database", name, json!({"app": name}), 86_400 * 40),
+            "spec": {"type": "ExternalName", "externalName": host, "sessionAffinity": "None"},
+            "status": {"loadBalancer": {}}
+        }))
+    })
+    .collect()
 }
 
 /// A filler pod: the template with this pod's identity patched in (cheap at 5,000 pods).

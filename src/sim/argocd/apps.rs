@@ -146,7 +146,11 @@ pub fn specs(env: Env) -> Vec<AppSpec> {
     };
     let cj = |name: &str| res("batch", "CronJob", "database", name, None, 0);
     let mut v = vec![
-        service_app(env, "finance-service", &format!("{GHCR}/finance-service:{FINANCE_TAG}")),
+        service_app(
+            env,
+            "finance-service",
+            &format!("{GHCR}/finance-service:{FINANCE_TAG}"),
+        ),
         service_app(env, "iam-service", &format!("{GHCR}/iam-service:{iam_tag}")),
         service_app(env, "frontend", &format!("{GHCR}/frontend:{FRONTEND_TAG}")),
         infra_app(
@@ -164,7 +168,14 @@ pub fn specs(env: Env) -> Vec<AppSpec> {
             vec![
                 res("", "ConfigMap", "database", "pgbouncer-config", None, 0),
                 res("", "Service", "database", "postgres", Some(true), 0),
-                res("", "Service", "database", "postgres-headless", Some(true), 0),
+                res(
+                    "",
+                    "Service",
+                    "database",
+                    "postgres-headless",
+                    Some(true),
+                    0,
+                ),
                 res("apps", "StatefulSet", "database", "postgres", Some(true), 1),
                 res("", "Service", "database", "pgbouncer", Some(true), 0),
                 res("apps", "Deployment", "database", "pgbouncer", Some(true), 1),
@@ -172,8 +183,22 @@ pub fn specs(env: Env) -> Vec<AppSpec> {
                 res("apps", "Deployment", "database", "redis", Some(true), 1),
                 res("", "Service", "database", "rabbitmq", Some(true), 0),
                 res("apps", "StatefulSet", "database", "rabbitmq", Some(true), 1),
-                res("", "Service", "database", "postgres-exporter", Some(true), 0),
-                res("apps", "Deployment", "database", "postgres-exporter", Some(true), 1),
+                res(
+                    "",
+                    "Service",
+                    "database",
+                    "postgres-exporter",
+                    Some(true),
+                    0,
+                ),
+                res(
+                    "apps",
+                    "Deployment",
+                    "database",
+                    "postgres-exporter",
+                    Some(true),
+                    1,
+                ),
             ],
         ),
         // The backup uploads with the MinIO client on its `latest` tag.
@@ -198,7 +223,14 @@ pub fn specs(env: Env) -> Vec<AppSpec> {
             "minio",
             &["minio/minio:latest"],
             vec![
-                res("", "PersistentVolumeClaim", "minio", "minio-data", Some(true), 0),
+                res(
+                    "",
+                    "PersistentVolumeClaim",
+                    "minio",
+                    "minio-data",
+                    Some(true),
+                    0,
+                ),
                 res("", "Service", "minio", "minio", Some(true), 0),
                 res("", "Service", "minio", "minio-nodeport", Some(true), 0),
                 res("apps", "Deployment", "minio", "minio", Some(true), 1),
