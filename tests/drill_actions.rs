@@ -222,7 +222,7 @@ async fn scale_changes_replicas_and_the_pod_count() {
         kind: WorkloadKind::Deployment,
         ns: NS.into(),
         name: APP.into(),
-        from: 2,
+        from: 1,
         to: 4,
     });
     actions::perform_and_record(c.clone(), &up, &audit, &Actor::current(), "key")

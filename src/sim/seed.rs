@@ -1195,7 +1195,7 @@ pub struct Seeded {
 pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
     use k8s_openapi::api::core::v1::Namespace;
     let mut apps = apps(env);
-    let base: usize = apps.iter().map(|a| a.replicas as usize).sum::<usize>() + 3;
+    let base: usize = apps.iter().map(|a| a.replicas as usize).sum::<usize>() + 4; // + the pods of the four backup Jobs
     if min_pods > base {
         apps.push(filler_app((min_pods - base) as i32));
     }
