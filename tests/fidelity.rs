@@ -117,6 +117,9 @@ async fn namespaces_are_the_fleets() {
     fleet.shutdown().await;
 }
 
+/// One row of the app services table: name, image, Service ports, component, backend.
+type AppRow = (&'static str, String, Vec<(i64, i64)>, &'static str, bool);
+
 /// "App services": Deployment = Service, `app: <name>` labels, kustomize's labels, images from
 /// ghcr.io/mutugading with upstream's tags, replicas 1 / 2, ports; iam-service production on
 /// `:latest` with `imagePullPolicy: Always`.
@@ -127,7 +130,7 @@ async fn app_services_match_the_table() {
         let ns = app_ns(env);
         let replicas = if env == "staging" { 1 } else { 2 };
         let iam_tag = if env == "staging" { "main" } else { "latest" };
-        let rows: [(&str, String, Vec<(i64, i64)>, &str, bool); 3] = [
+        let rows: [AppRow; 3] = [
             (
                 "finance-service",
                 "ghcr.io/mutugading/finance-service:2754734".into(),
@@ -659,15 +662,11 @@ async fn minio_https_and_the_empty_newest_dump() {
         .expect("TLS handshake with the test CA");
     assert_eq!(resp.status().as_u16(), 403, "unsigned requests are refused");
     // Plain HTTP is not what MinIO speaks there.
-    assert!(
-        reqwest::Client::new()
-            .get(https.replace("https://", "http://"))
-            .send()
-            .await
-            .map(|r| r.status().is_success())
-            .unwrap_or(false)
-            == false
-    );
+    let plain = reqwest::Client::new()
+        .get(https.replace("https://", "http://"))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP is answered: {plain:?}");
 
     let objects = S3Lister::new(
         &minio.url(),

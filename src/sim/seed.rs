@@ -1345,6 +1345,14 @@ pub fn postgres_user(env: Env) -> &'static str {
 pub const B2_ENDPOINT: &str = "s3.us-west-004.backblazeb2.com";
 pub const B2_BUCKET: &str = "goapps-backups";
 
+/// A Secret: namespace, name, type and `(key, value)` pairs.
+type SecretSpec = (
+    String,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String)>,
+);
+
 /// The Secrets of target-environment.md, by name and keys, with fake values. The MinIO and
 /// B2 keys are the simulated S3 store's own, so a client reading them from the cluster can list
 /// the simulated buckets.
@@ -1353,7 +1361,7 @@ pub fn secrets(env: Env) -> Vec<Value> {
     let fake_crt = "-----BEGIN CERTIFICATE-----\nMIIFAKEopsdeckSimulatedWildcardMutugadingCom\n-----END CERTIFICATE-----\n";
     let fake_key =
         "-----BEGIN PRIVATE KEY-----\nMIIFAKEopsdeckSimulatedKey\n-----END PRIVATE KEY-----\n";
-    let mut list: Vec<(String, &str, &str, Vec<(&str, String)>)> = vec![
+    let mut list: Vec<SecretSpec> = vec![
         (
             "database".into(),
             "postgres-secret",
