@@ -39,7 +39,7 @@ async fn sim(env: Env) -> (ArgoSim, ClusterConfig, tempfile::TempDir) {
     let token = dir.path().join("token");
     write_private(&token, &format!("{}\n", argo.token()));
     let mut table = toml::Table::new();
-    table.insert("url".into(), argo.url().into());
+    table.insert("url".into(), argo.api_url().into());
     table.insert("token_file".into(), token.display().to_string().into());
     table.insert("poll".into(), "1s".into());
     let cluster = ClusterConfig {
@@ -189,10 +189,10 @@ async fn fleet_config_lists_every_application_of_production_with_its_findings() 
             .any(|f| f.message.contains("frontend-production is OutOfSync")
                 && f.message.contains("auto-sync is off"))
     );
-    assert!(f.iter().any(|f| {
-        f.message
-            .contains("infra-backup runs docker.io/minio/mc:latest")
-    }));
+    assert!(
+        f.iter()
+            .any(|f| { f.message.contains("infra-backup runs minio/mc:latest") })
+    );
 
     let staging = loaded.config.cluster("staging").expect("staging").clone();
     let mut client = ArgocdClient::connect(&staging).await.expect("client");

@@ -111,7 +111,7 @@ fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
 
 async fn get(sim: &ArgoSim, path: &str) -> Value {
     reqwest::Client::new()
-        .get(format!("{}{path}", sim.url()))
+        .get(format!("{}{path}", sim.api_url()))
         .bearer_auth(sim.token())
         .send()
         .await
@@ -179,7 +179,7 @@ async fn simulated_responses_match_the_swagger_definitions() {
 
     // The stream: one `{"result": ApplicationWatchEvent}` per line.
     let resp = reqwest::Client::new()
-        .get(format!("{}/api/v1/stream/applications", sim.url()))
+        .get(format!("{}/api/v1/stream/applications", sim.api_url()))
         .bearer_auth(sim.token())
         .send()
         .await

@@ -101,7 +101,7 @@ async fn private_ca_trusted_other_ca_refused_insecure_marked() {
     let port = tls_front(dir.path(), upstream).await;
     let token = dir.path().join("token");
     std::fs::write(&token, argo.token()).unwrap();
-    let url = format!("https://127.0.0.1:{port}");
+    let url = format!("https://127.0.0.1:{port}/argocd");
 
     let ca = |name: &str| {
         toml::Value::from(

@@ -88,7 +88,8 @@ fn status_demo_json_follows_the_schema_and_exits_2_on_critical_findings() {
             .iter()
             .any(|p| p["cl_waiting"].as_u64().unwrap() > 0)
     );
-    assert_eq!(prod["redis"]["rdb_enabled"], false);
+    // Redis 7's default RDB schedule, written into an emptyDir (target-environment.md).
+    assert_eq!(prod["redis"]["rdb_enabled"], true);
     assert!(prod["argocd"]["apps"].as_array().unwrap().len() >= 6);
     let sources = prod["backups"]["sources"].as_array().unwrap();
     let age = |name: &str| {

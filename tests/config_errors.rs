@@ -136,7 +136,7 @@ fn example_config_describes_the_fleet() {
     assert_eq!(production.context.as_deref(), Some("default"));
     assert_eq!(
         production.env.get("BACKUP_DIR").map(String::as_str),
-        Some("/mnt/goapps-backup/postgres")
+        Some("/goapps-backup/postgres")
     );
     assert!(!config.cluster("staging").expect("staging").protected);
     assert!(

@@ -39,7 +39,7 @@ fn action(kind: QuickActionKind) -> QuickAction {
 }
 
 async fn app_pods(api: &Api<Pod>, app: &str) -> Vec<Pod> {
-    api.list(&ListParams::default().labels(&format!("app.kubernetes.io/instance={app}")))
+    api.list(&ListParams::default().labels(&format!("app={app}")))
         .await
         .expect("list pods")
         .items
@@ -222,7 +222,7 @@ async fn scale_changes_replicas_and_the_pod_count() {
         kind: WorkloadKind::Deployment,
         ns: NS.into(),
         name: APP.into(),
-        from: 2,
+        from: 1,
         to: 4,
     });
     actions::perform_and_record(c.clone(), &up, &audit, &Actor::current(), "key")

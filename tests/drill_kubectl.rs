@@ -131,14 +131,7 @@ async fn rollout_restart_scale_and_delete_work_with_kubectl() {
         &fleet,
         &[
             &ns[..],
-            &[
-                "get",
-                "pods",
-                "-l",
-                "app.kubernetes.io/instance=finance-service",
-                "-o",
-                "name",
-            ],
+            &["get", "pods", "-l", "app=finance-service", "-o", "name"],
         ]
         .concat(),
     )

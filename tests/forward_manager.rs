@@ -79,7 +79,7 @@ fn grafana_pod(fleet: &Fleet, cluster: &str) -> Pod {
                 && p.metadata
                     .name
                     .as_deref()
-                    .is_some_and(|n| n.starts_with("kube-prometheus-stack-grafana-"))
+                    .is_some_and(|n| n.starts_with("prometheus-grafana-"))
         })
         .expect("a Grafana pod")
 }
@@ -328,9 +328,7 @@ async fn service_without_a_ready_pod_is_named_as_such() {
     assert!(matches!(err, ForwardError::NoReadyPod { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
-        msg.contains(
-            "no Running and Ready pod behind monitoring/service/kube-prometheus-stack-grafana:80"
-        ),
+        msg.contains("no Running and Ready pod behind monitoring/service/prometheus-grafana:80"),
         "{msg}"
     );
     forwards.shutdown().await;
@@ -446,9 +444,7 @@ async fn headless_forward_prints_its_url_and_serves_the_page() {
     let (fleet, config) = fleet().await;
     let lines = opsdeck::cli_forward::list_lines(&config);
     assert!(
-        lines.contains(
-            &"production/grafana\tmonitoring/service/kube-prometheus-stack-grafana:80".to_string()
-        ),
+        lines.contains(&"production/grafana\tmonitoring/service/prometheus-grafana:80".to_string()),
         "{lines:?}"
     );
     let (line_tx, mut line_rx) = tokio::sync::mpsc::unbounded_channel::<String>();

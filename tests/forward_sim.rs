@@ -84,12 +84,7 @@ async fn kube_rs_forwards_two_ports_over_one_websocket() {
 #[tokio::test]
 async fn grafana_pod_port_serves_the_page_naming_its_cluster() {
     let (fleet, config) = fleet().await;
-    let pod = pod_named(
-        &fleet,
-        "production",
-        "monitoring",
-        "kube-prometheus-stack-grafana-",
-    );
+    let pod = pod_named(&fleet, "production", "monitoring", "prometheus-grafana-");
     let api = pods_api(&config, "production", "monitoring").await;
     let mut pf = api.portforward(&pod, &[3000]).await.expect("upgrade");
     let mut s = pf.take_stream(3000).expect("stream");
@@ -115,12 +110,7 @@ async fn grafana_pod_port_serves_the_page_naming_its_cluster() {
 #[tokio::test]
 async fn a_port_nobody_listens_on_reports_on_the_error_channel() {
     let (fleet, config) = fleet().await;
-    let pod = pod_named(
-        &fleet,
-        "staging",
-        "monitoring",
-        "kube-prometheus-stack-grafana-",
-    );
+    let pod = pod_named(&fleet, "staging", "monitoring", "prometheus-grafana-");
     let api = pods_api(&config, "staging", "monitoring").await;
     let mut pf = api.portforward(&pod, &[9999]).await.expect("upgrade");
     let err = pf.take_error(9999).expect("error future");
@@ -146,12 +136,7 @@ async fn missing_pod_is_404_and_forbidden_namespace_is_403() {
         Err(e) => panic!("expected a 404 Status, got {e}"),
         Ok(_) => panic!("expected a 404 Status, got an open port-forward"),
     }
-    let pod = pod_named(
-        &fleet,
-        "staging",
-        "monitoring",
-        "kube-prometheus-stack-grafana-",
-    );
+    let pod = pod_named(&fleet, "staging", "monitoring", "prometheus-grafana-");
     fleet
         .cluster("staging")
         .expect("staging")

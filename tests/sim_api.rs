@@ -338,11 +338,7 @@ async fn crashlooping_iam_pod_restarts_as_churn_runs() {
             .into_iter()
             .filter(|p| {
                 p.metadata.namespace.as_deref() == Some(&ns)
-                    && p.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get("app.kubernetes.io/instance"))
-                        == Some(&dname)
+                    && p.metadata.labels.as_ref().and_then(|l| l.get("app")) == Some(&dname)
             })
             .count() as i32;
         assert_eq!(

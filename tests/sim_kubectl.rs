@@ -253,7 +253,7 @@ async fn get_events_prints_image_pull_failures() {
     assert!(
         out.lines().any(|l| l.contains("Warning")
             && l.contains("pod/frontend-")
-            && l.contains("ghcr.io/goapps/frontend:v1.4.3-rc1")),
+            && l.contains("ghcr.io/mutugading/frontend:sha-9f41c0a")),
         "{out}"
     );
     fleet.shutdown().await;

@@ -156,9 +156,14 @@ impl ArgoSim {
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`: the server's root, where only `/healthz` answers.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/argocd`: the base of the UI and the REST API ([`ROOT_PATH`]).
+    pub fn api_url(&self) -> String {
+        format!("http://{}{ROOT_PATH}", self.addr)
     }
 
     pub fn cluster(&self) -> &'static str {
@@ -440,7 +445,19 @@ fn finish_operation(shared: &ArgoShared, app: &str) {
     announce(shared, app, "MODIFIED");
 }
 
+/// The path argocd-server is started with (`--rootpath=/argocd`): the UI and the REST API
+/// live under it, only `/healthz` stays at the root (argo-cd `server/server.go`, `withRootPath`).
+pub const ROOT_PATH: &str = "/argocd";
+
 fn router(shared: Arc<ArgoShared>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .nest(ROOT_PATH, api_router())
+        .fallback(|| async { runtime_error(5, "Not Found") })
+        .with_state(shared)
+}
+
+fn api_router() -> Router<Arc<ArgoShared>> {
     Router::new()
         .route("/api/v1/session", post(session))
         .route("/api/v1/applications", get(list))
@@ -454,7 +471,6 @@ fn router(shared: Arc<ArgoShared>) -> Router {
         .route("/api/v1/stream/applications", get(stream))
         .route("/api/version", get(version))
         .fallback(|| async { runtime_error(5, "Not Found") })
-        .with_state(shared)
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {

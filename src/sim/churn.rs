@@ -235,7 +235,7 @@ fn app_pods(shared: &ClusterShared, app: &AppSpec) -> Vec<Arc<Value>> {
         .list(&store::PODS, Some(&app.namespace))
         .1
         .into_iter()
-        .filter(|p| p["metadata"]["labels"]["app.kubernetes.io/instance"] == app.name.as_str())
+        .filter(|p| p["metadata"]["labels"]["app"] == app.name.as_str())
         .collect()
 }
 

@@ -173,7 +173,10 @@ pub struct Fleet {
     /// Per cluster, in `clusters` order: the PgBouncer console and Redis (issue 4).
     data: Vec<(pgbouncer::SimPgbouncer, redis::SimRedis)>,
     argocd: Vec<argocd::ArgoSim>,
+    /// Backblaze B2: one bucket, `<env>/` prefixes.
     s3: s3::SimS3,
+    /// Each cluster's MinIO (HTTPS), in `clusters` order.
+    minio: Vec<s3::SimS3>,
 }
 
 impl Fleet {
@@ -211,9 +214,10 @@ impl Fleet {
                 .with_context(|| format!("starting simulated ArgoCD of {}", env.name()))?;
             let token_file = dir.path().join(format!("argocd-{}.token", env.name()));
             write_private(&token_file, &a.token())?;
+            // Plain HTTP with the API under `/argocd` (`--rootpath`), as argocd-server runs.
             argocd_tables.push(format!(
                 "[cluster.argocd]\nurl = {}\ntoken_file = {}\n",
-                toml_str(&a.url()),
+                toml_str(&a.api_url()),
                 toml_str(&token_file.display().to_string())
             ));
             argocd.push(a);
@@ -222,6 +226,22 @@ impl Fleet {
         let s3 = s3::SimS3::start()
             .await
             .context("starting the simulated S3 store")?;
+        let mut minio = Vec::new();
+        let mut disks = Vec::new();
+        for env in [Env::Staging, Env::Production] {
+            minio.push(
+                s3::SimS3::start_minio(env)
+                    .await
+                    .with_context(|| format!("starting the simulated MinIO of {}", env.name()))?,
+            );
+            // The VPS disk destination, kept under the fleet's directory.
+            let disk = dir.path().join(s3::disk_dir(env).trim_start_matches('/'));
+            s3::write_disk(env, &disk).with_context(|| format!("writing {}", disk.display()))?;
+            disks.push(disk);
+        }
+        let ca_file = dir.path().join("minio-ca.crt");
+        std::fs::write(&ca_file, s3::CA_CERT)
+            .with_context(|| format!("writing {}", ca_file.display()))?;
         let (s3_access, s3_secret) = (
             dir.path().join("s3-access-key"),
             dir.path().join("s3-secret-key"),
@@ -232,13 +252,19 @@ impl Fleet {
             .into_iter()
             .zip(argocd_tables)
             .zip([Env::Staging, Env::Production])
-            .map(|((a, b), env)| {
+            .zip(minio.iter().zip(&disks))
+            .map(|(((a, b), env), (m, disk))| {
+                // MinIO serves HTTPS only (`https_url`); the backups S3 source takes no CA
+                // and no skip-verify yet, so the demo reads the same store over the plain
+                // listener beside it.
                 a + &b
                     + &s3::config_table(
                         env,
+                        &m.url(),
                         &s3.url(),
                         &s3_access.display().to_string(),
                         &s3_secret.display().to_string(),
+                        &disk.display().to_string(),
                     )
             })
             .collect();
@@ -258,6 +284,7 @@ impl Fleet {
             data,
             argocd,
             s3,
+            minio,
         })
     }
 
@@ -301,7 +328,22 @@ impl Fleet {
             v.push((format!("argocd-{}", a.cluster()), a.url()));
         }
         v.push(("s3".into(), self.s3.url()));
+        for (c, m) in self.clusters.iter().zip(&self.minio) {
+            if let Some(u) = m.https_url() {
+                v.push((format!("minio-{}", c.name()), u));
+            }
+        }
+        v.push((
+            "minio-ca".into(),
+            self.dir.path().join("minio-ca.crt").display().to_string(),
+        ));
         v
+    }
+
+    /// The simulated MinIO of a cluster (HTTPS at `https_url`, test CA [`s3::CA_CERT`]).
+    pub fn minio(&self, cluster: &str) -> Option<&s3::SimS3> {
+        let i = self.clusters.iter().position(|c| c.name() == cluster)?;
+        self.minio.get(i)
     }
 
     /// The simulated PgBouncer console and Redis of cluster `name`.
@@ -319,6 +361,9 @@ impl Fleet {
             a.shutdown().await;
         }
         self.s3.stop();
+        for m in &self.minio {
+            m.stop();
+        }
         let _ = self.dir.close();
     }
 }
@@ -391,6 +436,13 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
+        // The runbooks' backup directory: the real `/goapps-backup/postgres` or
+        // `/staging-goapps-backup/postgres`, kept under the fleet's directory.
+        let disk = dir.join(s3::disk_dir(env).trim_start_matches('/'));
+        out.push_str(&format!(
+            "[cluster.env]\nBACKUP_DIR = {}\n",
+            toml_str(&disk.display().to_string())
+        ));
         out.push_str(tables.get(i).map_or("", String::as_str));
     }
     for env in [Env::Staging, Env::Production] {

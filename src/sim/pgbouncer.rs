@@ -10,8 +10,19 @@ use tokio::net::TcpStream;
 use super::seed::Env;
 
 /// The admin user and password the simulated consoles accept (written into the fleet config).
-pub const USER: &str = "pgbouncer_stats";
+/// The real fleet sets no `ADMIN_USERS`/`STATS_USERS`, so the edoburu image's default
+/// `admin_users = postgres` applies: only a user literally named `postgres` gets in
+/// (target-environment.md, "PgBouncer").
+pub const USER: &str = "postgres";
 pub const PASSWORD: &str = "sim-pgbouncer";
+
+/// Users in `userlist.txt` besides `postgres`: they authenticate, and the `pgbouncer`
+/// admin database then turns them away, as staging's `stgapps` is.
+pub const OTHER_USERS: &[&str] = &["stgapps", "goapps_admin"];
+
+/// What PgBouncer answers a user who is neither in `admin_users` nor in `stats_users`
+/// when it asks for the `pgbouncer` database (`admin.c`: "not allowed").
+pub const NOT_ALLOWED: &str = "not allowed";
 
 pub const POOLS_COLUMNS: &[&str] = &[
     "database",
@@ -153,7 +164,8 @@ async fn session(mut sock: TcpStream, env: Env, clock: super::Clock) -> std::io:
     let tag = sock.read_u8().await?;
     let body = read_len_prefixed(&mut sock).await?;
     let password = body.strip_suffix(&[0]).unwrap_or(&body);
-    if tag != b'p' || user != USER || password != PASSWORD.as_bytes() {
+    let known = user == USER || OTHER_USERS.contains(&user.as_str());
+    if tag != b'p' || !known || password != PASSWORD.as_bytes() {
         // What PgBouncer itself says.
         sock.write_all(&error("08P01", "password authentication failed"))
             .await?;
@@ -161,6 +173,10 @@ async fn session(mut sock: TcpStream, env: Env, clock: super::Clock) -> std::io:
     }
     if database != "pgbouncer" {
         sock.write_all(&error("08P01", "no such database")).await?;
+        return Ok(());
+    }
+    if user != USER {
+        sock.write_all(&error("08P01", NOT_ALLOWED)).await?;
         return Ok(());
     }
     let mut out = message(b'R', &0i32.to_be_bytes());

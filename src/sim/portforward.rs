@@ -244,7 +244,7 @@ pub async fn handle(shared: Arc<ClusterShared>, req: http::Request<Body>) -> Res
     };
     let uid = pod["metadata"]["uid"].as_str().unwrap_or("").to_string();
     let declared = declared_ports(&pod);
-    let grafana = ns == "monitoring" && name.starts_with("kube-prometheus-stack-grafana");
+    let grafana = ns == "monitoring" && name.starts_with("prometheus-grafana-");
     let targets: Vec<Result<SocketAddr, String>> = ports
         .iter()
         .map(|p| {
@@ -507,30 +507,30 @@ pub fn config_shortcuts(cluster: &str) -> String {
     const SHORTCUTS: &[(&str, &str, Option<&str>)] = &[
         (
             "grafana",
-            "monitoring/service/kube-prometheus-stack-grafana:80",
+            "monitoring/service/prometheus-grafana:80",
             Some("http"),
         ),
         (
             "prometheus",
-            "monitoring/service/kube-prometheus-stack-prometheus:9090",
+            "monitoring/service/prometheus-kube-prometheus-prometheus:9090",
             Some("http"),
         ),
         (
             "alertmanager",
-            "monitoring/service/kube-prometheus-stack-alertmanager:http-web",
+            "monitoring/service/prometheus-kube-prometheus-alertmanager:9093",
             Some("http"),
         ),
-        (
-            "argocd",
-            "argocd/service/argocd-server:https",
-            Some("https"),
-        ),
+        ("argocd", "argocd/service/argocd-server:80", Some("http")),
         (
             "jaeger",
             "observability/service/jaeger-query:16686",
             Some("http"),
         ),
-        ("minio-console", "minio/service/minio:console", Some("http")),
+        (
+            "minio-console",
+            "minio/service/minio:console",
+            Some("https"),
+        ),
         (
             "rabbitmq",
             "database/service/rabbitmq:management",

@@ -1,6 +1,8 @@
 //! A minimal Redis over RESP2 for the simulated fleet: PING, AUTH, INFO (server, persistence),
-//! CONFIG GET and QUIT. Both clusters run with persistence off (`save ""`, `appendonly no`),
-//! as the real fleet does, on the emptyDir volume the seeded Deployment declares.
+//! CONFIG GET and QUIT. Both clusters run as the real fleet does (target-environment.md,
+//! "Redis"): `redis:7-alpine` with no config file, so Redis 7's built-in RDB schedule
+//! (`save 3600 1 300 100 60 10000`) and AOF off, writing into the emptyDir at `/data` the
+//! seeded Deployment declares: data survives a container restart, not a pod replacement.
 
 use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -46,10 +48,22 @@ fn bulk(s: &str) -> Vec<u8> {
     format!("${}\r\n{s}\r\n", s.len()).into_bytes()
 }
 
-/// The INFO text of Redis 7.4 with persistence off: `rdb_last_save_time` is the start time
-/// (the trap the client must not fall into) and `rdb_saves` is 0.
+/// Redis 7's built-in RDB schedule (no config file): what `CONFIG GET save` answers.
+pub const SAVE_SCHEDULE: &str = "3600 1 300 100 60 10000";
+
+/// Seconds between the simulated background saves (the `300 100` rule under steady writes).
+const SAVE_EVERY: i64 = 300;
+
+/// The INFO text of Redis 7.4 with the default RDB schedule: a BGSAVE every few minutes
+/// (`rdb_saves` counts them, `rdb_last_save_time` is the newest), AOF off.
 pub fn info_text(section: &str, started: i64, now: i64) -> String {
-    let uptime = now - started;
+    let uptime = (now - started).max(0);
+    let saves = uptime / SAVE_EVERY;
+    let last_save = if saves > 0 {
+        started + saves * SAVE_EVERY
+    } else {
+        started
+    };
     let server = format!(
         "# Server\r\nredis_version:7.4.2\r\nredis_mode:standalone\r\nos:Linux 6.1.0 x86_64\r\n\
          process_id:1\r\ntcp_port:6379\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
@@ -59,14 +73,15 @@ pub fn info_text(section: &str, started: i64, now: i64) -> String {
         "# Persistence\r\nloading:0\r\nasync_loading:0\r\ncurrent_cow_peak:0\r\ncurrent_cow_size:0\r\n\
          current_cow_size_age:0\r\ncurrent_fork_perc:0.00\r\ncurrent_save_keys_processed:0\r\n\
          current_save_keys_total:0\r\nrdb_changes_since_last_save:{}\r\nrdb_bgsave_in_progress:0\r\n\
-         rdb_last_save_time:{started}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:-1\r\n\
-         rdb_current_bgsave_time_sec:-1\r\nrdb_saves:0\r\nrdb_last_cow_size:0\r\n\
+         rdb_last_save_time:{last_save}\r\nrdb_last_bgsave_status:ok\r\nrdb_last_bgsave_time_sec:{}\r\n\
+         rdb_current_bgsave_time_sec:-1\r\nrdb_saves:{saves}\r\nrdb_last_cow_size:0\r\n\
          rdb_last_load_keys_expired:0\r\nrdb_last_load_keys_loaded:0\r\naof_enabled:0\r\n\
          aof_rewrite_in_progress:0\r\naof_rewrite_scheduled:0\r\naof_last_rewrite_time_sec:-1\r\n\
          aof_current_rewrite_time_sec:-1\r\naof_last_bgrewrite_status:ok\r\naof_rewrites:0\r\n\
          aof_rewrites_consecutive_failures:0\r\naof_last_write_status:ok\r\naof_last_cow_size:0\r\n\
          module_fork_in_progress:0\r\nmodule_fork_last_cow_size:0\r\n",
-        uptime * 3
+        (now - last_save).max(0) * 3,
+        if saves > 0 { 0 } else { -1 }
     );
     match section {
         "server" => server,
@@ -105,7 +120,7 @@ async fn session(sock: TcpStream, started: i64, clock: super::Clock) -> std::io:
             "CONFIG" if args.get(1).is_some_and(|s| s.eq_ignore_ascii_case("GET")) => {
                 let name = args.get(2).map(|s| s.to_lowercase()).unwrap_or_default();
                 match name.as_str() {
-                    "save" => [b"*2\r\n".to_vec(), bulk("save"), bulk("")].concat(),
+                    "save" => [b"*2\r\n".to_vec(), bulk("save"), bulk(SAVE_SCHEDULE)].concat(),
                     "appendonly" => [b"*2\r\n".to_vec(), bulk("appendonly"), bulk("no")].concat(),
                     _ => b"*0\r\n".to_vec(),
                 }

@@ -79,8 +79,10 @@ pub enum PodState {
     Succeeded,
 }
 
-/// A Service: name, type, and ports as (port name, port, targetPort).
-pub type ServiceSpec = (String, &'static str, Vec<(&'static str, i32, i32)>);
+/// A Service: name, type (`ClusterIP`, `NodePort`, `LoadBalancer`, or `Headless` for a
+/// ClusterIP `None` Service), and ports as (port name, port, targetPort, nodePort; 0 = none
+/// or picked by the cluster).
+pub type ServiceSpec = (String, &'static str, Vec<(&'static str, i32, i32, i32)>);
 
 /// One workload of the fleet and everything needed to build its pods.
 #[derive(Debug, Clone)]
@@ -92,11 +94,14 @@ pub struct AppSpec {
     pub image: String,
     pub ports: Vec<(&'static str, i32)>,
     pub component: &'static str,
+    /// `app.kubernetes.io/part-of`; empty for none (only the goapps backends carry one).
     pub part_of: &'static str,
     /// Extra volumes (JSON `Volume`s) and their mount paths.
     pub volumes: Vec<(Value, &'static str)>,
-    /// Service: (name, type, [(port name, port, targetPort)]).
-    pub service: Option<ServiceSpec>,
+    /// The Services selecting this workload.
+    pub services: Vec<ServiceSpec>,
+    /// The container's `imagePullPolicy`.
+    pub pull_policy: &'static str,
     pub cpu: &'static str,
     pub memory: &'static str,
     pub pod_template_hash: String,
@@ -114,7 +119,8 @@ impl AppSpec {
             component: "server",
             part_of: "goapps",
             volumes: Vec::new(),
-            service: None,
+            services: Vec::new(),
+            pull_policy: "IfNotPresent",
             cpu: "100m",
             memory: "128Mi",
             pod_template_hash: template_hash(&format!("{ns}/{name}/{image}")),
@@ -134,7 +140,17 @@ impl AppSpec {
         self
     }
     fn service(mut self, name: &str, ty: &'static str, ports: &[(&'static str, i32, i32)]) -> Self {
-        self.service = Some((name.to_string(), ty, ports.to_vec()));
+        let ports = ports.iter().map(|&(n, p, t)| (n, p, t, 0)).collect();
+        self.services.push((name.to_string(), ty, ports));
+        self
+    }
+    fn node_port_service(mut self, name: &str, ports: &[(&'static str, i32, i32, i32)]) -> Self {
+        self.services
+            .push((name.to_string(), "NodePort", ports.to_vec()));
+        self
+    }
+    fn pull_always(mut self) -> Self {
+        self.pull_policy = "Always";
         self
     }
     fn volume(mut self, v: Value, mount: &'static str) -> Self {
@@ -150,9 +166,19 @@ impl AppSpec {
     pub fn replicaset_name(&self) -> String {
         format!("{}-{}", self.name, self.pod_template_hash)
     }
-    /// Labels selecting this workload's pods.
+    /// Labels selecting this workload's pods: `app: <name>`, as every manifest of the fleet
+    /// selects (the Services too).
     pub fn selector(&self) -> Value {
-        json!({"app.kubernetes.io/name": self.name, "app.kubernetes.io/instance": self.name})
+        json!({"app": self.name})
+    }
+    /// The workload's own labels and its pod template's: `app`, the kustomize-added
+    /// `app.kubernetes.io/name` and `component`, and `part-of` where the manifests set it.
+    pub fn labels(&self) -> Value {
+        let mut l = json!({"app": self.name, "app.kubernetes.io/name": self.name, "app.kubernetes.io/component": self.component});
+        if !self.part_of.is_empty() {
+            l["app.kubernetes.io/part-of"] = json!(self.part_of);
+        }
+        l
     }
 }
 
@@ -234,95 +260,121 @@ pub fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Value {
     }
 }
 
-/// The workloads of one cluster (base fleet, without filler).
+/// The workloads of one cluster (base fleet, without filler): target-environment.md,
+/// "Workloads (per cluster)", upstream snapshot (`mutugading/goapps-infra` at `5cad4f3`).
 pub fn apps(env: Env) -> Vec<AppSpec> {
     use WorkloadKind::*;
     let app_ns = env.app_namespace();
-    let frontend_tag = "v1.4.2";
+    // Staging runs one replica of each app service, production two (overlays/*/patches/replicas.yaml).
+    let app_replicas = match env {
+        Env::Staging => 1,
+        Env::Production => 2,
+    };
+    // Upstream's tags: iam-service production on `latest` (the rollback trap), staging on `main`.
+    let iam_tag = match env {
+        Env::Staging => "main",
+        Env::Production => "latest",
+    };
+    let argocd_image = "quay.io/argoproj/argocd:v2.13.1";
     let mut v = vec![
-        AppSpec::new(app_ns, "finance-service", Deployment, "ghcr.io/goapps/finance-service:v2.7.1")
-            .replicas(2)
+        AppSpec::new(app_ns, "finance-service", Deployment, &format!("{GHCR}/finance-service:{FINANCE_TAG}"))
+            .replicas(app_replicas)
             .ports(&[("grpc", 50051), ("http", 8080), ("metrics", 8090)])
             .service("finance-service", "ClusterIP", &[("grpc", 50051, 50051), ("http", 8080, 8080), ("metrics", 8090, 8090)])
+            .part_of("goapps", "api")
+            .pull_always()
             .resources("250m", "256Mi"),
-        AppSpec::new(app_ns, "iam-service", Deployment, "ghcr.io/goapps/iam-service:v1.9.0")
-            .replicas(2)
+        AppSpec::new(app_ns, "iam-service", Deployment, &format!("{GHCR}/iam-service:{iam_tag}"))
+            .replicas(app_replicas)
             .ports(&[("grpc", 50052), ("http", 8081), ("metrics", 8091)])
             .service("iam-service", "ClusterIP", &[("grpc", 50052, 50052), ("http", 8081, 8081), ("metrics", 8091, 8091)])
+            .part_of("goapps", "api")
+            .pull_always()
             .resources("250m", "256Mi"),
-        AppSpec::new(app_ns, "frontend", Deployment, &format!("ghcr.io/goapps/frontend:{frontend_tag}"))
-            .replicas(2)
+        AppSpec::new(app_ns, "frontend", Deployment, &format!("{GHCR}/frontend:{FRONTEND_TAG}"))
+            .replicas(app_replicas)
             .ports(&[("http", 3000)])
             .service("frontend", "ClusterIP", &[("http", 80, 3000)])
-            .part_of("goapps", "frontend"),
-        AppSpec::new("database", "postgres", StatefulSet, "docker.io/library/postgres:18.1")
+            .part_of("", "web"),
+        AppSpec::new("database", "postgres", StatefulSet, "postgres:18-alpine")
             .ports(&[("postgres", 5432)])
             .service("postgres", "ClusterIP", &[("postgres", 5432, 5432)])
-            .part_of("database", "primary")
-            .volume(json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-postgres-0"}}), "/var/lib/postgresql/data")
+            .service("postgres-headless", "Headless", &[("postgres", 5432, 5432)])
+            .part_of("", "database")
+            .volume(json!({"name": "postgres-data", "persistentVolumeClaim": {"claimName": "postgres-data-postgres-0"}}), "/var/lib/postgresql/data")
             .resources("500m", "1Gi"),
-        AppSpec::new("database", "pgbouncer", Deployment, "docker.io/edoburu/pgbouncer:v1.24.1-p0")
-            .ports(&[("pgbouncer", 5432)])
-            .service("pgbouncer", "ClusterIP", &[("pgbouncer", 5432, 5432)])
-            .part_of("database", "pooler")
-            .volume(json!({"name": "pgbouncer-config", "configMap": {"name": "pgbouncer-config", "defaultMode": 420}}), "/etc/pgbouncer"),
-        AppSpec::new("database", "redis", Deployment, "docker.io/library/redis:7.4.2-alpine")
+        AppSpec::new("database", "pgbouncer", Deployment, "edoburu/pgbouncer:v1.25.1-p0")
+            .ports(&[("postgresql", 5432)])
+            .service("pgbouncer", "ClusterIP", &[("postgresql", 5432, 5432)])
+            .part_of("", "pooler"),
+        AppSpec::new("database", "redis", Deployment, "redis:7-alpine")
             .ports(&[("redis", 6379)])
             .service("redis", "ClusterIP", &[("redis", 6379, 6379)])
-            .part_of("database", "cache")
+            .part_of("", "cache")
             .volume(json!({"name": "redis-data", "emptyDir": {}}), "/data"),
-        AppSpec::new("database", "rabbitmq", StatefulSet, "docker.io/library/rabbitmq:3.13.7-management")
+        AppSpec::new("database", "rabbitmq", StatefulSet, "rabbitmq:3-management-alpine")
             .ports(&[("amqp", 5672), ("management", 15672)])
             .service("rabbitmq", "ClusterIP", &[("amqp", 5672, 5672), ("management", 15672, 15672)])
-            .part_of("database", "broker")
+            .part_of("", "broker")
+            .volume(json!({"name": "rabbitmq-data", "persistentVolumeClaim": {"claimName": "rabbitmq-data-rabbitmq-0"}}), "/var/lib/rabbitmq")
             .resources("200m", "512Mi"),
-        AppSpec::new("minio", "minio", Deployment, "quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z")
+        AppSpec::new("database", "postgres-exporter", Deployment, "quay.io/prometheuscommunity/postgres-exporter:v0.15.0")
+            .ports(&[("metrics", 9187)])
+            .service("postgres-exporter", "ClusterIP", &[("metrics", 9187, 9187)])
+            .part_of("", "exporter"),
+        AppSpec::new("minio", "minio", Deployment, "minio/minio:latest")
             .ports(&[("api", 9000), ("console", 9001)])
             .service("minio", "ClusterIP", &[("api", 9000, 9000), ("console", 9001, 9001)])
-            .part_of("minio", "storage")
-            .volume(json!({"name": "export", "persistentVolumeClaim": {"claimName": "minio"}}), "/export"),
-        AppSpec::new("monitoring", "prometheus-kube-prometheus-stack-prometheus", StatefulSet, "quay.io/prometheus/prometheus:v3.2.1")
+            .node_port_service("minio-nodeport", &[("api", 9000, 9000, 30091), ("console", 9001, 9001, 30090)])
+            .part_of("", "storage")
+            .volume(json!({"name": "data", "persistentVolumeClaim": {"claimName": "minio-data"}}), "/data")
+            .volume(json!({"name": "certs", "secret": {"secretName": "minio-tls", "defaultMode": 420}}), "/root/.minio/certs"),
+        AppSpec::new("monitoring", "prometheus-grafana", Deployment, "docker.io/grafana/grafana:11.3.1")
+            .ports(&[("grafana", 3000)])
+            .service("prometheus-grafana", "ClusterIP", &[("http-web", 80, 3000)])
+            .part_of("", "grafana"),
+        AppSpec::new("monitoring", "prometheus-prometheus-kube-prometheus-prometheus", StatefulSet, "quay.io/prometheus/prometheus:v2.55.1")
             .ports(&[("http-web", 9090)])
-            .service("kube-prometheus-stack-prometheus", "ClusterIP", &[("http-web", 9090, 9090)])
-            .part_of("kube-prometheus-stack", "prometheus")
+            .service("prometheus-kube-prometheus-prometheus", "ClusterIP", &[("http-web", 9090, 9090)])
+            .part_of("", "prometheus")
             .resources("500m", "2Gi"),
-        AppSpec::new("monitoring", "kube-prometheus-stack-grafana", Deployment, "docker.io/grafana/grafana:11.5.2")
-            .ports(&[("http-web", 3000)])
-            .service("kube-prometheus-stack-grafana", "ClusterIP", &[("http-web", 80, 3000)])
-            .part_of("kube-prometheus-stack", "grafana"),
-        AppSpec::new("monitoring", "alertmanager-kube-prometheus-stack-alertmanager", StatefulSet, "quay.io/prometheus/alertmanager:v0.28.1")
+        AppSpec::new("monitoring", "alertmanager-prometheus-kube-prometheus-alertmanager", StatefulSet, "quay.io/prometheus/alertmanager:v0.27.0")
             .ports(&[("http-web", 9093)])
-            .service("kube-prometheus-stack-alertmanager", "ClusterIP", &[("http-web", 9093, 9093)])
-            .part_of("kube-prometheus-stack", "alertmanager"),
-        AppSpec::new("monitoring", "loki", StatefulSet, "docker.io/grafana/loki:3.4.2")
-            .ports(&[("http-metrics", 3100), ("grpc", 9095)])
-            .service("loki", "ClusterIP", &[("http-metrics", 3100, 3100), ("grpc", 9095, 9095)])
-            .part_of("loki", "single-binary"),
-        AppSpec::new("monitoring", "promtail", DaemonSet, "docker.io/grafana/promtail:3.4.2")
+            .service("prometheus-kube-prometheus-alertmanager", "ClusterIP", &[("http-web", 9093, 9093)])
+            .part_of("", "alertmanager"),
+        AppSpec::new("monitoring", "loki", StatefulSet, "grafana/loki:2.9.3")
+            .ports(&[("http-metrics", 3100)])
+            .service("loki", "ClusterIP", &[("http-metrics", 3100, 3100)])
+            .part_of("", "loki"),
+        AppSpec::new("monitoring", "loki-promtail", DaemonSet, "docker.io/grafana/promtail:2.9.3")
             .ports(&[("http-metrics", 3101)])
-            .part_of("loki", "promtail")
+            .part_of("", "promtail")
             .volume(json!({"name": "varlog", "hostPath": {"path": "/var/log", "type": ""}}), "/var/log"),
-        AppSpec::new("observability", "jaeger", Deployment, "docker.io/jaegertracing/all-in-one:1.66.0")
-            .ports(&[("http-query", 16686), ("grpc-otlp", 4317), ("http-otlp", 4318)])
-            .service("jaeger-query", "ClusterIP", &[("http-query", 16686, 16686)])
-            .part_of("jaeger", "all-in-one"),
-        AppSpec::new("argocd", "argocd-server", Deployment, "quay.io/argoproj/argocd:v2.14.8")
+        AppSpec::new("observability", "jaeger", Deployment, "jaegertracing/all-in-one:1.55")
+            .ports(&[("query", 16686), ("grpc", 14250), ("http", 14268)])
+            .service("jaeger-query", "ClusterIP", &[("query", 16686, 16686)])
+            .service("jaeger-collector", "ClusterIP", &[("grpc", 14250, 14250), ("http", 14268, 14268)])
+            .part_of("", "all-in-one"),
+        // `server.insecure=true`, `--rootpath=/argocd`: both Service ports reach plain HTTP on 8080.
+        AppSpec::new("argocd", "argocd-server", Deployment, argocd_image)
             .ports(&[("server", 8080), ("metrics", 8083)])
-            .service("argocd-server", "NodePort", &[("http", 80, 8080), ("https", 443, 8080)])
+            .service("argocd-server", "ClusterIP", &[("http", 80, 8080), ("https", 443, 8080)])
             .part_of("argocd", "server"),
-        AppSpec::new("argocd", "argocd-repo-server", Deployment, "quay.io/argoproj/argocd:v2.14.8")
-            .ports(&[("server", 8081), ("metrics", 8084)])
-            .service("argocd-repo-server", "ClusterIP", &[("server", 8081, 8081)])
+        AppSpec::new("argocd", "argocd-repo-server", Deployment, argocd_image)
+            .ports(&[("repo-server", 8081), ("metrics", 8084)])
+            .service("argocd-repo-server", "ClusterIP", &[("tcp-repo-server", 8081, 8081)])
             .part_of("argocd", "repo-server"),
-        AppSpec::new("argocd", "argocd-application-controller", StatefulSet, "quay.io/argoproj/argocd:v2.14.8")
+        AppSpec::new("argocd", "argocd-application-controller", StatefulSet, argocd_image)
             .ports(&[("metrics", 8082)])
             .part_of("argocd", "application-controller")
             .resources("250m", "512Mi"),
-        AppSpec::new("argocd", "argocd-redis", Deployment, "public.ecr.aws/docker/library/redis:7.2.7-alpine")
+        AppSpec::new("argocd", "argocd-redis", Deployment, "public.ecr.aws/docker/library/redis:7.4.1-alpine")
             .ports(&[("redis", 6379)])
             .service("argocd-redis", "ClusterIP", &[("tcp-redis", 6379, 6379)])
             .part_of("argocd", "redis"),
-        AppSpec::new("ingress-nginx", "ingress-nginx-controller", Deployment, "registry.k8s.io/ingress-nginx/controller:v1.12.1")
+        AppSpec::new("argocd", "argocd-image-updater", Deployment, "quay.io/argoprojlabs/argocd-image-updater:v0.15.1")
+            .part_of("argocd", "image-updater"),
+        AppSpec::new("ingress-nginx", "ingress-nginx-controller", Deployment, "registry.k8s.io/ingress-nginx/controller:v1.12.0")
             .ports(&[("http", 80), ("https", 443), ("metrics", 10254)])
             .service("ingress-nginx-controller", "LoadBalancer", &[("http", 80, 80), ("https", 443, 443)])
             .part_of("ingress-nginx", "controller"),
@@ -338,12 +390,19 @@ pub fn apps(env: Env) -> Vec<AppSpec> {
             .part_of("k3s", "metrics"),
     ];
     for a in &mut v {
-        if a.namespace == app_ns {
-            a.part_of = "goapps";
-        }
+        a.pod_template_hash = template_hash(&format!("{}/{}/{}", a.namespace, a.name, a.image));
     }
     v
 }
+
+/// The registry of the app images (`ghcr.io/mutugading/*`, pull secret `ghcr-secret`).
+pub const GHCR: &str = "ghcr.io/mutugading";
+/// Upstream's finance-service tag (services/finance-service/overlays/*/kustomization.yaml).
+pub const FINANCE_TAG: &str = "2754734";
+/// Upstream's frontend tag.
+pub const FRONTEND_TAG: &str = "sha-7e3bcd5";
+/// The tag staging's frontend rollout is stuck pulling (it was never pushed).
+pub const FRONTEND_MISSING_TAG: &str = "sha-9f41c0a";
 
 /// A Job-owned workload (short-lived batch pods).
 pub fn job_app(ns: &str, name: &str) -> AppSpec {
@@ -351,7 +410,7 @@ pub fn job_app(ns: &str, name: &str) -> AppSpec {
         ns,
         name,
         WorkloadKind::Deployment,
-        "ghcr.io/goapps/report-generator:v0.8.2",
+        "ghcr.io/mutugading/report-generator:v0.8.2",
     )
     .part_of("goapps", "batch");
     a.ports = vec![("metrics", 9102)];
@@ -364,7 +423,7 @@ pub fn filler_app(replicas: i32) -> AppSpec {
         "load",
         "load-generator",
         WorkloadKind::Deployment,
-        "ghcr.io/goapps/load-generator:v0.3.0",
+        "ghcr.io/mutugading/load-generator:v0.3.0",
     )
     .replicas(replicas)
     .ports(&[("http", 8080), ("metrics", 8090)])
@@ -439,14 +498,7 @@ fn image_id(image: &str) -> String {
 pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) -> Value {
     let created = ago(at.age_s);
     let started = ago((at.age_s - 4).max(0));
-    let mut labels = json!({
-        "app.kubernetes.io/name": app.name,
-        "app.kubernetes.io/instance": app.name,
-        "app.kubernetes.io/component": app.component,
-        "app.kubernetes.io/part-of": app.part_of,
-        "app.kubernetes.io/managed-by": "argocd",
-        "app.kubernetes.io/version": app.image.rsplit(':').next().unwrap_or("latest"),
-    });
+    let mut labels = app.labels();
     match app.kind {
         WorkloadKind::Deployment => labels["pod-template-hash"] = json!(app.pod_template_hash),
         WorkloadKind::StatefulSet => {
@@ -620,7 +672,7 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
             "managedFields": [
                 {"manager": "k3s", "operation": "Update", "apiVersion": "v1", "time": created, "fieldsType": "FieldsV1",
                  "fieldsV1": {"f:metadata": {"f:annotations": {".": {}, "f:checksum/config": {}, "f:kubectl.kubernetes.io/restartedAt": {}},
-                   "f:generateName": {}, "f:labels": {".": {}, "f:app.kubernetes.io/instance": {}, "f:app.kubernetes.io/name": {}},
+                   "f:generateName": {}, "f:labels": {".": {}, "f:app": {}, "f:app.kubernetes.io/name": {}},
                    "f:ownerReferences": {".": {}, format!("k:{{\"uid\":\"{owner_uid}\"}}"): {}}},
                    "f:spec": {"f:containers": {format!("k:{{\"name\":\"{}\"}}", app.name): {".": {}, "f:env": {}, "f:image": {}, "f:imagePullPolicy": {}, "f:livenessProbe": {}, "f:name": {}, "f:ports": {}, "f:readinessProbe": {}, "f:resources": {}, "f:volumeMounts": {}}},
                    "f:dnsPolicy": {}, "f:enableServiceLinks": {}, "f:restartPolicy": {}, "f:schedulerName": {}, "f:securityContext": {}, "f:terminationGracePeriodSeconds": {}, "f:volumes": {}}}},
@@ -634,7 +686,7 @@ pub fn build_pod(env: Env, app: &AppSpec, at: &PodPlacement, state: PodState) ->
             "containers": [{
                 "name": app.name,
                 "image": app.image,
-                "imagePullPolicy": "IfNotPresent",
+                "imagePullPolicy": app.pull_policy,
                 "ports": ports,
                 "env": env_vars(env, app),
                 "resources": {"requests": {"cpu": app.cpu, "memory": app.memory}, "limits": {"cpu": "1", "memory": app.memory}},
@@ -723,10 +775,10 @@ pub fn workload_objects(
 ) -> Vec<(&'static ResourceKind, Value)> {
     use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
     let age = 86_400 * 23;
-    let labels = json!({"app.kubernetes.io/name": app.name, "app.kubernetes.io/instance": app.name, "app.kubernetes.io/part-of": app.part_of, "app.kubernetes.io/managed-by": "argocd"});
+    let labels = app.labels();
     let template = json!({
-        "metadata": {"labels": app.selector()},
-        "spec": {"containers": [{"name": app.name, "image": app.image, "ports": app.ports.iter().map(|(n, p)| json!({"name": n, "containerPort": p})).collect::<Vec<_>>()}]}
+        "metadata": {"labels": app.labels()},
+        "spec": {"containers": [{"name": app.name, "image": app.image, "imagePullPolicy": app.pull_policy, "ports": app.ports.iter().map(|(n, p)| json!({"name": n, "containerPort": p})).collect::<Vec<_>>()}]}
     });
     let mut out = Vec::new();
     match app.kind {
@@ -758,8 +810,10 @@ pub fn workload_objects(
                     "unavailableReplicas": (total - available).max(0), "conditions": conds}
             });
             out.push((&store::DEPLOYMENTS, typed::<Deployment>(dep)));
-            let mut rl = app.selector();
+            let mut rl = app.labels();
             rl["pod-template-hash"] = json!(app.pod_template_hash);
+            let mut rsel = app.selector();
+            rsel["pod-template-hash"] = json!(app.pod_template_hash);
             let mut rm = meta(
                 env,
                 "ReplicaSet",
@@ -774,7 +828,7 @@ pub fn workload_objects(
             rtemplate["metadata"]["labels"] = rl.clone();
             let rs = json!({
                 "metadata": rm,
-                "spec": {"replicas": app.replicas, "selector": {"matchLabels": rl}, "template": rtemplate},
+                "spec": {"replicas": app.replicas, "selector": {"matchLabels": rsel}, "template": rtemplate},
                 "status": {"replicas": total, "readyReplicas": ready, "availableReplicas": available, "fullyLabeledReplicas": total, "observedGeneration": 1}
             });
             out.push((&store::REPLICASETS, typed::<ReplicaSet>(rs)));
@@ -842,30 +896,40 @@ fn node(env: Env) -> Value {
     }))
 }
 
-fn service(env: Env, app: &AppSpec, idx: usize) -> Option<Value> {
+/// The Services of `app`; `idx` spreads their cluster IPs.
+fn services(env: Env, app: &AppSpec, idx: usize) -> Vec<Value> {
     use k8s_openapi::api::core::v1::Service;
-    let (name, ty, ports) = app.service.as_ref()?;
-    let ports: Vec<Value> = ports
-        .iter()
-        .map(|(n, p, t)| {
-            let mut v = json!({"name": n, "port": p, "targetPort": t, "protocol": if *n == "dns" {"UDP"} else {"TCP"}});
-            if *ty == "NodePort" || *ty == "LoadBalancer" {
-                v["nodePort"] = json!(if app.name == "argocd-server" { 30080 + (*p == 443) as i32 } else { 31000 + *p % 1000 });
-            }
-            v
-        })
-        .collect();
-    let cluster_ip = format!("10.43.{}.{}", idx / 200, idx % 200 + 10);
-    let mut svc = json!({
-        "metadata": meta(env, "Service", &app.namespace, name, json!({"app.kubernetes.io/name": app.name, "app.kubernetes.io/part-of": app.part_of}), 86_400 * 23),
-        "spec": {"type": ty, "selector": app.selector(), "ports": ports, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "sessionAffinity": "None",
-            "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
-        "status": {"loadBalancer": {}}
-    });
-    if *ty != "ClusterIP" {
-        svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
+    let mut out = Vec::new();
+    for (si, (name, ty, ports)) in app.services.iter().enumerate() {
+        let headless = *ty == "Headless";
+        let ty = if headless { "ClusterIP" } else { *ty };
+        let ports: Vec<Value> = ports
+            .iter()
+            .map(|(n, p, t, np)| {
+                let mut v = json!({"name": n, "port": p, "targetPort": t, "protocol": if *n == "dns" {"UDP"} else {"TCP"}});
+                if ty == "NodePort" || ty == "LoadBalancer" {
+                    v["nodePort"] = json!(if *np > 0 { *np } else { 31000 + *p % 1000 });
+                }
+                v
+            })
+            .collect();
+        let cluster_ip = if headless {
+            "None".to_string()
+        } else {
+            format!("10.43.{}.{}", idx / 50, (idx % 50) * 4 + si + 10)
+        };
+        let mut svc = json!({
+            "metadata": meta(env, "Service", &app.namespace, name, app.labels(), 86_400 * 23),
+            "spec": {"type": ty, "selector": app.selector(), "ports": ports, "clusterIP": cluster_ip, "clusterIPs": [cluster_ip], "sessionAffinity": "None",
+                "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
+            "status": {"loadBalancer": {}}
+        });
+        if ty != "ClusterIP" {
+            svc["spec"]["externalTrafficPolicy"] = json!("Cluster");
+        }
+        out.push(typed::<Service>(svc));
     }
-    Some(typed::<Service>(svc))
+    out
 }
 
 fn pvc(env: Env, ns: &str, name: &str, size: &str) -> Value {
@@ -888,6 +952,11 @@ fn pvc(env: Env, ns: &str, name: &str, size: &str) -> Value {
     }))
 }
 
+/// The four CronJobs of `infra-backup` in `database` (target-environment.md, "Backups"), each
+/// with its newest Job and pod: `timeZone: Asia/Jakarta`, `concurrencyPolicy: Forbid`, history
+/// limits 3, the label `app.kubernetes.io/part-of: goapps-backup` and no `app=` label.
+/// Production's last afternoon run failed; staging's newest dump is empty yet its Job says
+/// Complete (see `s3.rs`).
 fn backups(
     env: Env,
     apps_out: &mut Vec<(&'static ResourceKind, Value)>,
@@ -897,12 +966,16 @@ fn backups(
     use k8s_openapi::api::batch::v1::{CronJob, Job};
     let now = jiff::Zoned::now()
         .with_time_zone(jiff::tz::TimeZone::get("Asia/Jakarta").unwrap_or(jiff::tz::TimeZone::UTC));
-    let backup_dir = match env {
-        Env::Staging => "/mnt/stgapps-backup/postgres",
-        Env::Production => "/mnt/goapps-backup/postgres",
-    };
-    for (suffix, hour) in [("morning", 6), ("afternoon", 14), ("evening", 22)] {
-        let name = format!("postgres-backup-{suffix}");
+    let disk = super::s3::disk_dir(env);
+    let disk_root = disk.trim_end_matches("/postgres");
+    let pg_script = "/scripts/backup.sh";
+    for (name, hour) in [
+        ("postgres-backup-morning", 6),
+        ("postgres-backup-afternoon", 14),
+        ("postgres-backup-night", 22),
+        ("minio-backup-to-disk", 3),
+    ] {
+        let mirror = name == "minio-backup-to-disk";
         // Most recent past run of this schedule.
         let today = now.date().at(hour, 0, 0, 0);
         let mut last = today
@@ -912,20 +985,42 @@ fn backups(
             last = last.checked_sub(jiff::Span::new().days(1)).unwrap_or(last);
         }
         let age_s = (now.timestamp().as_second() - last.timestamp().as_second()).max(60);
-        let labels = json!({"app.kubernetes.io/name": "postgres-backup", "app.kubernetes.io/instance": name, "app.kubernetes.io/part-of": "database"});
-        let container = json!({"name": "backup", "image": "docker.io/library/postgres:18.1", "command": ["/bin/sh", "-c", "/scripts/backup.sh"],
-            "env": [{"name": "BACKUP_DIR", "value": backup_dir}, {"name": "MINIO_BUCKET", "value": "postgres-backups"}, {"name": "TZ", "value": "Asia/Jakarta"}],
-            "volumeMounts": [{"name": "backup-host", "mountPath": backup_dir}]});
-        let pod_spec = json!({"restartPolicy": "OnFailure", "containers": [container], "volumes": [{"name": "backup-host", "hostPath": {"path": backup_dir, "type": "DirectoryOrCreate"}}]});
+        let labels = json!({"app.kubernetes.io/name": name, "app.kubernetes.io/component": "backup", "app.kubernetes.io/part-of": "goapps-backup"});
+        let (container, volumes) = if mirror {
+            (
+                json!({"name": "minio-backup", "image": "minio/mc:latest", "command": ["/bin/sh", "-c", "/scripts/minio-backup.sh"],
+                    "env": [{"name": "ENVIRONMENT", "value": env.name()},
+                            {"name": "MINIO_ROOT_USER", "valueFrom": {"secretKeyRef": {"name": "minio-secret", "key": "MINIO_ROOT_USER"}}},
+                            {"name": "MINIO_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "minio-secret", "key": "MINIO_ROOT_PASSWORD"}}}],
+                    "volumeMounts": [{"name": "backup-scripts", "mountPath": "/scripts"}, {"name": "backup-host", "mountPath": "/backup"}]}),
+                json!([{"name": "backup-scripts", "configMap": {"name": "backup-scripts", "defaultMode": 493}},
+                       {"name": "backup-host", "hostPath": {"path": format!("{disk_root}/minio"), "type": "DirectoryOrCreate"}}]),
+            )
+        } else {
+            let opt = |key: &str| json!({"name": key, "valueFrom": {"secretKeyRef": {"name": "s3-cloud-credentials", "key": key, "optional": true}}});
+            (
+                json!({"name": "postgres-backup", "image": "postgres:18-alpine", "command": ["/bin/sh", "-c", pg_script],
+                    "env": [{"name": "ENVIRONMENT", "value": env.name()},
+                            {"name": "PGPASSWORD", "valueFrom": {"secretKeyRef": {"name": "postgres-secret", "key": "POSTGRES_PASSWORD"}}},
+                            {"name": "MINIO_ROOT_USER", "valueFrom": {"secretKeyRef": {"name": "minio-secret", "key": "MINIO_ROOT_USER"}}},
+                            {"name": "MINIO_ROOT_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "minio-secret", "key": "MINIO_ROOT_PASSWORD"}}},
+                            opt("S3_ENDPOINT"), opt("S3_BUCKET"), opt("AWS_ACCESS_KEY_ID"), opt("AWS_SECRET_ACCESS_KEY")],
+                    "volumeMounts": [{"name": "backup-scripts", "mountPath": "/scripts"}, {"name": "backup-host", "mountPath": "/backup"}]}),
+                json!([{"name": "backup-scripts", "configMap": {"name": "backup-scripts", "defaultMode": 493}},
+                       {"name": "backup-host", "hostPath": {"path": disk, "type": "DirectoryOrCreate"}}]),
+            )
+        };
+        let pod_spec =
+            json!({"restartPolicy": "OnFailure", "containers": [container], "volumes": volumes});
         let job_name = format!("{name}-{}", last.timestamp().as_second() / 60);
-        // Production's last afternoon run failed (pg_dump could not connect): the Backups
+        // Production's last afternoon run failed (MinIO refused the upload): the Backups
         // panel shows the failed Job with its reason.
-        let failed = env == Env::Production && suffix == "afternoon";
+        let failed = env == Env::Production && name == "postgres-backup-afternoon";
         let cj = json!({
-            "metadata": meta(env, "CronJob", "database", &name, labels.clone(), 86_400 * 30),
+            "metadata": meta(env, "CronJob", "database", name, labels.clone(), 86_400 * 30),
             "spec": {"schedule": format!("0 {hour} * * *"), "timeZone": "Asia/Jakarta", "concurrencyPolicy": "Forbid", "suspend": false,
-                "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 1,
-                "jobTemplate": {"spec": {"backoffLimit": 2, "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}},
+                "successfulJobsHistoryLimit": 3, "failedJobsHistoryLimit": 3,
+                "jobTemplate": {"metadata": {"labels": labels}, "spec": {"template": {"metadata": {"labels": labels}, "spec": pod_spec}}}},
             "status": {"lastScheduleTime": last.timestamp().to_string(),
                 "lastSuccessfulTime": if failed { ago(age_s + 86_400 - 94) } else { ago(age_s - 94) },
                 "active": null}
@@ -936,12 +1031,12 @@ fn backups(
         jl["job-name"] = json!(job_name);
         let mut jm = meta(env, "Job", "database", &job_name, jl.clone(), age_s);
         jm["ownerReferences"] = json!([{"apiVersion": "batch/v1", "kind": "CronJob", "name": name, "uid": uid(&format!("{}/CronJob/database/{name}", env.name())), "controller": true, "blockOwnerDeletion": true}]);
-        let failed_status = json!({"failed": 3, "startTime": ago(age_s), "ready": 0, "terminating": 0,
+        let failed_status = json!({"failed": 7, "startTime": ago(age_s), "ready": 0, "terminating": 0,
             "conditions": [{"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": ago(age_s - 301), "lastTransitionTime": ago(age_s - 301)},
                            {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit", "lastProbeTime": ago(age_s - 301), "lastTransitionTime": ago(age_s - 301)}]});
         let mut job = json!({
             "metadata": jm,
-            "spec": {"backoffLimit": 2, "completions": 1, "parallelism": 1, "template": {"metadata": {"labels": jl}, "spec": pod_spec}},
+            "spec": {"backoffLimit": 6, "completions": 1, "parallelism": 1, "template": {"metadata": {"labels": jl}, "spec": pod_spec}},
             "status": {"succeeded": 1, "startTime": ago(age_s), "completionTime": ago(age_s - 94), "ready": 0, "terminating": 0,
                 "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastProbeTime": ago(age_s - 94), "lastTransitionTime": ago(age_s - 94)},
                                {"type": "Complete", "status": "True", "lastProbeTime": ago(age_s - 94), "lastTransitionTime": ago(age_s - 94)}]}
@@ -950,13 +1045,13 @@ fn backups(
             job["status"] = failed_status;
         }
         apps_out.push((&store::JOBS, typed::<Job>(job)));
-        let mut app = AppSpec::new(
-            "database",
-            "postgres-backup",
-            WorkloadKind::Deployment,
-            "docker.io/library/postgres:18.1",
-        )
-        .part_of("database", "backup");
+        let (cname, image) = if mirror {
+            ("minio-backup", "minio/mc:latest")
+        } else {
+            ("postgres-backup", "postgres:18-alpine")
+        };
+        let mut app = AppSpec::new("database", cname, WorkloadKind::Deployment, image)
+            .part_of("goapps-backup", "backup");
         app.ports = Vec::new();
         let at = PodPlacement {
             name: format!("{job_name}-{}", name_suffix(&job_name)),
@@ -968,10 +1063,13 @@ fn backups(
         *ip_index += 1;
         let mut pod = build_pod(env, &app, &at, PodState::Succeeded);
         if let Some(l) = pod["metadata"]["labels"].as_object_mut() {
-            l.remove("pod-template-hash");
+            // Job pods carry the template's labels and the Job's, no `app=`.
+            l.clear();
+            if let Some(m) = labels.as_object() {
+                l.extend(m.clone());
+            }
             l.insert("batch.kubernetes.io/job-name".into(), json!(job_name));
             l.insert("job-name".into(), json!(job_name));
-            l.insert("app.kubernetes.io/instance".into(), json!(name));
         }
         pods.push(pod);
     }
@@ -1097,7 +1195,7 @@ pub struct Seeded {
 pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
     use k8s_openapi::api::core::v1::Namespace;
     let mut apps = apps(env);
-    let base: usize = apps.iter().map(|a| a.replicas as usize).sum::<usize>() + 3;
+    let base: usize = apps.iter().map(|a| a.replicas as usize).sum::<usize>() + 4; // + the pods of the four backup Jobs
     if min_pods > base {
         apps.push(filler_app((min_pods - base) as i32));
     }
@@ -1109,6 +1207,7 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         "argocd",
         "observability",
         "ingress-nginx",
+        "kubernetes-dashboard",
         "kube-system",
         "default",
         "kube-public",
@@ -1149,7 +1248,7 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         for i in 0..app.replicas as usize {
             let state = if env == Env::Production && app.name == "iam-service" && i == 1 {
                 PodState::CrashLoop { restarts: 12 }
-            } else if env == Env::Staging && app.name == "frontend" && i == 1 {
+            } else if env == Env::Staging && app.name == "frontend" && i == 0 {
                 PodState::ImagePullBackOff
             } else {
                 PodState::Running
@@ -1165,7 +1264,7 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
                 None => {
                     let mut app = app.clone();
                     if state == PodState::ImagePullBackOff {
-                        app.image = "ghcr.io/goapps/frontend:v1.4.3-rc1".into();
+                        app.image = format!("{GHCR}/frontend:{FRONTEND_MISSING_TAG}");
                     }
                     build_pod(env, &app, &at, state)
                 }
@@ -1175,19 +1274,20 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         for (kind, obj) in workload_objects(env, app, app.replicas, ready) {
             others.push((kind, obj));
         }
-        if let Some(s) = service(env, app, ai) {
-            services.push(s);
-        }
+        services.extend(self::services(env, app, ai));
     }
     backups(env, &mut others, &mut pods, &mut ip_index);
+    services.extend(external_services(env));
     store.seed(&store::SERVICES, services);
+    store.seed(&store::SECRETS, secrets(env));
     store.seed(
         &store::PVCS,
         vec![
-            pvc(env, "database", "data-postgres-0", "20Gi"),
-            pvc(env, "database", "data-rabbitmq-0", "8Gi"),
-            pvc(env, "minio", "minio", "50Gi"),
-            pvc(env, "monitoring", "prometheus-kube-prometheus-stack-prometheus-db-prometheus-kube-prometheus-stack-prometheus-0", "10Gi"),
+            pvc(env, "database", "postgres-data-postgres-0", "20Gi"),
+            pvc(env, "database", "rabbitmq-data-rabbitmq-0", "5Gi"),
+            pvc(env, "minio", "minio-data", "50Gi"),
+            pvc(env, "monitoring", "prometheus-grafana", "10Gi"),
+            pvc(env, "monitoring", "prometheus-prometheus-kube-prometheus-prometheus-db-prometheus-prometheus-kube-prometheus-prometheus-0", "20Gi"),
             pvc(env, "monitoring", "storage-loki-0", "10Gi"),
         ],
     );
@@ -1208,6 +1308,188 @@ pub fn seed(env: Env, store: &Store, min_pods: usize) -> Seeded {
         apps,
         next_ip: ip_index,
     }
+}
+
+/// Standard base64 (for Secret `data`).
+pub fn base64(bytes: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The user name in `postgres-secret`: staging's is `stgapps` (fork runbook), production's is
+/// not recorded, so the deployment guide's `goapps_admin`.
+pub fn postgres_user(env: Env) -> &'static str {
+    match env {
+        Env::Staging => "stgapps",
+        Env::Production => "goapps_admin",
+    }
+}
+
+/// The fake B2 endpoint and bucket in `s3-cloud-credentials` (the deployment guide's example).
+pub const B2_ENDPOINT: &str = "s3.us-west-004.backblazeb2.com";
+pub const B2_BUCKET: &str = "goapps-backups";
+
+/// A Secret: namespace, name, type and `(key, value)` pairs.
+type SecretSpec = (
+    String,
+    &'static str,
+    &'static str,
+    Vec<(&'static str, String)>,
+);
+
+/// The Secrets of target-environment.md, by name and keys, with fake values. The MinIO and
+/// B2 keys are the simulated S3 store's own, so a client reading them from the cluster can list
+/// the simulated buckets.
+pub fn secrets(env: Env) -> Vec<Value> {
+    use k8s_openapi::api::core::v1::Secret;
+    let fake_crt = "-----BEGIN CERTIFICATE-----\nMIIFAKEopsdeckSimulatedWildcardMutugadingCom\n-----END CERTIFICATE-----\n";
+    let fake_key =
+        "-----BEGIN PRIVATE KEY-----\nMIIFAKEopsdeckSimulatedKey\n-----END PRIVATE KEY-----\n";
+    let mut list: Vec<SecretSpec> = vec![
+        (
+            "database".into(),
+            "postgres-secret",
+            "Opaque",
+            vec![
+                ("POSTGRES_USER", postgres_user(env).into()),
+                (
+                    "POSTGRES_PASSWORD",
+                    format!("sim-{}-pg-password", env.name()),
+                ),
+                ("POSTGRES_DB", "goapps".into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "minio-secret",
+            "Opaque",
+            vec![
+                ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
+                ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "minio".into(),
+            "minio-secret",
+            "Opaque",
+            vec![
+                ("MINIO_ROOT_USER", super::s3::ACCESS_KEY.into()),
+                ("MINIO_ROOT_PASSWORD", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "s3-cloud-credentials",
+            "Opaque",
+            vec![
+                ("S3_ENDPOINT", B2_ENDPOINT.into()),
+                ("S3_BUCKET", B2_BUCKET.into()),
+                ("AWS_ACCESS_KEY_ID", super::s3::ACCESS_KEY.into()),
+                ("AWS_SECRET_ACCESS_KEY", super::s3::SECRET_KEY.into()),
+            ],
+        ),
+        (
+            "database".into(),
+            "rabbitmq-secret",
+            "Opaque",
+            vec![
+                ("RABBITMQ_USER", "goapps".into()),
+                (
+                    "RABBITMQ_PASSWORD",
+                    format!("sim-{}-rabbitmq-password", env.name()),
+                ),
+            ],
+        ),
+        (
+            "minio".into(),
+            "minio-tls",
+            "Opaque",
+            vec![
+                ("public.crt", super::s3::TLS_CERT.into()),
+                ("private.key", super::s3::TLS_KEY.into()),
+            ],
+        ),
+        (
+            "argocd".into(),
+            "argocd-initial-admin-secret",
+            "Opaque",
+            vec![("password", format!("sim-{}-argocd-admin", env.name()))],
+        ),
+        (
+            env.app_namespace().into(),
+            "ghcr-secret",
+            "kubernetes.io/dockerconfigjson",
+            vec![(
+                ".dockerconfigjson",
+                r#"{"auths":{"ghcr.io":{"auth":"c2ltOmZha2U="}}}"#.into(),
+            )],
+        ),
+    ];
+    for ns in [
+        "ingress-nginx",
+        env.app_namespace(),
+        "monitoring",
+        "argocd",
+        "minio",
+        "kubernetes-dashboard",
+    ] {
+        list.push((
+            ns.into(),
+            "goapps-tls",
+            "kubernetes.io/tls",
+            vec![
+                ("tls.crt", fake_crt.to_string()),
+                ("tls.key", fake_key.to_string()),
+            ],
+        ));
+    }
+    list.into_iter()
+        .map(|(ns, name, ty, data)| {
+            let data: serde_json::Map<String, Value> = data
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), json!(base64(v.as_bytes()))))
+                .collect();
+            typed::<Secret>(json!({
+                "metadata": meta(env, "Secret", &ns, name, json!({}), 86_400 * 40),
+                "type": ty,
+                "data": data,
+            }))
+        })
+        .collect()
+}
+
+/// The ExternalName Services `oracle-rnd` and `oracle-prod` in `database`.
+fn external_services(env: Env) -> Vec<Value> {
+    use k8s_openapi::api::core::v1::Service;
+    [
+        ("oracle-rnd", "oracle-rnd.mutugading.internal"),
+        ("oracle-prod", "oracle-prod.mutugading.internal"),
+    ]
+    .into_iter()
+    .map(|(name, host)| {
+        typed::<Service>(json!({
+            "metadata": meta(env, "Service", "database", name, json!({"app": name}), 86_400 * 40),
+            "spec": {"type": "ExternalName", "externalName": host, "sessionAffinity": "None"},
+            "status": {"loadBalancer": {}}
+        }))
+    })
+    .collect()
 }
 
 /// A filler pod: the template with this pod's identity patched in (cheap at 5,000 pods).

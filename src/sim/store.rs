@@ -63,6 +63,7 @@ pub static NAMESPACES: ResourceKind = kind!(
 pub static EVENTS: ResourceKind = kind!("", "v1", "events", "event", "Event", true, &["ev"]);
 pub static SERVICES: ResourceKind =
     kind!("", "v1", "services", "service", "Service", true, &["svc"]);
+pub static SECRETS: ResourceKind = kind!("", "v1", "secrets", "secret", "Secret", true, &[]);
 pub static PVCS: ResourceKind = kind!(
     "",
     "v1",
@@ -136,6 +137,7 @@ pub static KINDS: &[&ResourceKind] = &[
     &NAMESPACES,
     &EVENTS,
     &SERVICES,
+    &SECRETS,
     &PVCS,
     &DEPLOYMENTS,
     &STATEFULSETS,

@@ -625,7 +625,7 @@ fn app_pods(shared: &ClusterShared, app: &AppSpec) -> Vec<Arc<Value>> {
         .1
         .into_iter()
         .filter(|p| {
-            p["metadata"]["labels"]["app.kubernetes.io/instance"] == app.name.as_str()
+            p["metadata"]["labels"]["app"] == app.name.as_str()
                 && p["metadata"]["deletionTimestamp"].is_null()
                 && owner(p).is_some_and(|(k, _)| k != "Job")
         })
@@ -749,7 +749,7 @@ fn replace_pod(shared: &Arc<ClusterShared>, old: &Value) {
         return;
     };
     let ns = old["metadata"]["namespace"].as_str().unwrap_or("");
-    let Some(app_name) = old["metadata"]["labels"]["app.kubernetes.io/instance"].as_str() else {
+    let Some(app_name) = old["metadata"]["labels"]["app"].as_str() else {
         return;
     };
     let w = match kind.as_str() {
@@ -966,7 +966,8 @@ fn start_job(shared: Arc<ClusterShared>, job: &Value) {
         component: "batch",
         part_of: "batch",
         volumes: Vec::new(),
-        service: None,
+        services: Vec::new(),
+        pull_policy: "IfNotPresent",
         cpu: "100m",
         memory: "128Mi",
         pod_template_hash: seed::template_hash(&job_name),

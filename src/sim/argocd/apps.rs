@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::sim::seed::{Env, hash64};
 
-pub const REPO_URL: &str = "https://github.com/goapps/goapps-infra.git";
+pub const REPO_URL: &str = "https://github.com/mutugading/goapps-infra.git";
 pub const IN_CLUSTER: &str = "https://kubernetes.default.svc";
 /// ArgoCD keeps this many history entries by default (`spec.revisionHistoryLimit`).
 pub const HISTORY_LIMIT: usize = 10;
@@ -79,12 +79,24 @@ fn service_app(env: Env, service: &str, image: &str) -> AppSpec {
     let mut resources = vec![
         res("", "ConfigMap", ns, &format!("{service}-config"), None, 0),
         res("", "Service", ns, service, Some(true), 0),
-        res("apps", "Deployment", ns, service, Some(true), 2),
+        res(
+            "apps",
+            "Deployment",
+            ns,
+            service,
+            Some(true),
+            if env == Env::Staging { 1 } else { 2 },
+        ),
+        // HPAs: `finance-service-hpa`, `iam-service-hpa`, and `frontend`.
         res(
             "autoscaling",
             "HorizontalPodAutoscaler",
             ns,
-            service,
+            &if service == "frontend" {
+                service.to_string()
+            } else {
+                format!("{service}-hpa")
+            },
             Some(true),
             0,
         ),
@@ -102,101 +114,125 @@ fn service_app(env: Env, service: &str, image: &str) -> AppSpec {
     }
 }
 
+/// An `infra-*` app: no environment suffix, automated (prune + selfHeal) on both clusters.
 fn infra_app(
-    env: Env,
+    _env: Env,
     component: &str,
+    path: String,
     ns: &str,
     images: &[&str],
     resources: Vec<Resource>,
 ) -> AppSpec {
     AppSpec {
         name: format!("infra-{component}"),
-        project: "infra",
-        path: format!("infra/{component}/overlays/{}", env.name()),
+        project: "goapps",
+        path,
         namespace: ns.to_string(),
-        auto_sync: env == Env::Staging,
+        auto_sync: true,
         images: images.iter().map(|s| s.to_string()).collect(),
         resources,
         health: ("Healthy", String::new()),
     }
 }
 
-/// The applications of one cluster's ArgoCD.
+/// The applications of one cluster's ArgoCD (target-environment.md, "Applications"):
+/// `<service>-<env>` for the app services (staging automated, production manual) and
+/// `infra-database`, `infra-backup`, `infra-minio` without a suffix (automated on both).
 pub fn specs(env: Env) -> Vec<AppSpec> {
+    use crate::sim::seed::{FINANCE_TAG, FRONTEND_TAG, GHCR};
+    let iam_tag = match env {
+        Env::Staging => "main",
+        Env::Production => "latest",
+    };
+    let cj = |name: &str| res("batch", "CronJob", "database", name, None, 0);
     let mut v = vec![
         service_app(
             env,
             "finance-service",
-            "ghcr.io/goapps/finance-service:v2.7.1",
+            &format!("{GHCR}/finance-service:{FINANCE_TAG}"),
         ),
-        service_app(env, "iam-service", "ghcr.io/goapps/iam-service:v1.9.0"),
-        service_app(env, "frontend", "ghcr.io/goapps/frontend:v1.4.2"),
+        service_app(env, "iam-service", &format!("{GHCR}/iam-service:{iam_tag}")),
+        service_app(env, "frontend", &format!("{GHCR}/frontend:{FRONTEND_TAG}")),
         infra_app(
             env,
             "database",
+            "base/database".into(),
             "database",
             &[
-                "docker.io/library/postgres:18.1",
-                "docker.io/edoburu/pgbouncer:v1.24.1-p0",
-                "docker.io/library/redis:7.4.2-alpine",
-                "docker.io/library/rabbitmq:3.13.7-management",
+                "postgres:18-alpine",
+                "edoburu/pgbouncer:v1.25.1-p0",
+                "redis:7-alpine",
+                "rabbitmq:3-management-alpine",
+                "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
             ],
             vec![
                 res("", "ConfigMap", "database", "pgbouncer-config", None, 0),
                 res("", "Service", "database", "postgres", Some(true), 0),
+                res(
+                    "",
+                    "Service",
+                    "database",
+                    "postgres-headless",
+                    Some(true),
+                    0,
+                ),
                 res("apps", "StatefulSet", "database", "postgres", Some(true), 1),
                 res("", "Service", "database", "pgbouncer", Some(true), 0),
                 res("apps", "Deployment", "database", "pgbouncer", Some(true), 1),
                 res("", "Service", "database", "redis", Some(true), 0),
                 res("apps", "Deployment", "database", "redis", Some(true), 1),
+                res("", "Service", "database", "rabbitmq", Some(true), 0),
                 res("apps", "StatefulSet", "database", "rabbitmq", Some(true), 1),
+                res(
+                    "",
+                    "Service",
+                    "database",
+                    "postgres-exporter",
+                    Some(true),
+                    0,
+                ),
+                res(
+                    "apps",
+                    "Deployment",
+                    "database",
+                    "postgres-exporter",
+                    Some(true),
+                    1,
+                ),
             ],
         ),
-        // The backup uploads with the MinIO client on its `latest` tag: the known finding.
+        // The backup uploads with the MinIO client on its `latest` tag.
         infra_app(
             env,
             "backup",
+            format!("overlays/{}/backup", env.name()),
             "database",
-            &[
-                "docker.io/library/postgres:18.1",
-                "docker.io/minio/mc:latest",
-            ],
+            &["postgres:18-alpine", "minio/mc:latest"],
             vec![
                 res("", "ConfigMap", "database", "backup-scripts", None, 0),
-                res(
-                    "batch",
-                    "CronJob",
-                    "database",
-                    "postgres-backup-morning",
-                    None,
-                    0,
-                ),
-                res(
-                    "batch",
-                    "CronJob",
-                    "database",
-                    "postgres-backup-afternoon",
-                    None,
-                    0,
-                ),
-                res(
-                    "batch",
-                    "CronJob",
-                    "database",
-                    "postgres-backup-evening",
-                    None,
-                    0,
-                ),
+                cj("postgres-backup-morning"),
+                cj("postgres-backup-afternoon"),
+                cj("postgres-backup-night"),
+                cj("minio-backup-to-disk"),
             ],
         ),
         infra_app(
             env,
             "minio",
+            format!("overlays/{}/minio", env.name()),
             "minio",
-            &["quay.io/minio/minio:RELEASE.2025-04-22T22-12-26Z"],
+            &["minio/minio:latest"],
             vec![
-                res("", "PersistentVolumeClaim", "minio", "minio", Some(true), 0),
+                res(
+                    "",
+                    "PersistentVolumeClaim",
+                    "minio",
+                    "minio-data",
+                    Some(true),
+                    0,
+                ),
                 res("", "Service", "minio", "minio", Some(true), 0),
+                res("", "Service", "minio", "minio-nodeport", Some(true), 0),
                 res("apps", "Deployment", "minio", "minio", Some(true), 1),
             ],
         ),
@@ -210,7 +246,11 @@ pub fn specs(env: Env) -> Vec<AppSpec> {
         }
         if env == Env::Staging && a.name == "frontend-staging" {
             // Matches the staging pod stuck in ImagePullBackOff on the release candidate.
-            a.images.push("ghcr.io/goapps/frontend:v1.4.3-rc1".into());
+            a.images.push(format!(
+                "{}/frontend:{}",
+                crate::sim::seed::GHCR,
+                crate::sim::seed::FRONTEND_MISSING_TAG
+            ));
             a.health = (
                 "Progressing",
                 "Waiting for rollout to finish: 1 of 2 updated replicas are available...".into(),
@@ -310,8 +350,9 @@ pub fn operation_state(
 /// The initial Application object and the commit `main` points at for it.
 pub fn application(env: Env, spec: &AppSpec, now: Timestamp, index: usize) -> (Value, String) {
     let head = sha(&format!("{}/{}/head", env.name(), spec.name));
-    // Production's frontend is one commit behind main: the manual-sync drift.
-    let drifted = env == Env::Production && spec.name == "frontend-production";
+    // Production's app services are behind main: Image Updater writes tags back to `main`,
+    // production syncs only by hand, so they go OutOfSync after every build.
+    let drifted = env == Env::Production && !spec.name.starts_with("infra-");
     let deployed = if drifted {
         sha(&format!("{}/{}/previous", env.name(), spec.name))
     } else {
