@@ -71,6 +71,8 @@ const BACKUP_SOURCE: &[(&str, Kind)] = &[
     ("path", Kind::Str),
     ("pattern", Kind::Str),
     ("host", Kind::Str),
+    ("max_age", Kind::Duration),
+    ("mirror", Kind::Bool),
 ];
 const ARGOCD: &[(&str, Kind)] = &[
     ("url", Kind::Endpoint),
@@ -444,12 +446,6 @@ fn check_backup_sources(table: &mut toml::Table, at: &str, diag: &mut Diagnostic
         match source.get("kind").and_then(toml::Value::as_str) {
             Some("cronjob") => {
                 require("namespace", diag);
-                if source.contains_key("prefix") && source.contains_key("selector") {
-                    diag.error(
-                        &join_key(&at, "selector"),
-                        "give either prefix or selector, not both",
-                    );
-                }
             }
             Some("s3") => {
                 require("bucket", diag);
