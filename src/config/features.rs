@@ -79,6 +79,8 @@ const ARGOCD: &[(&str, Kind)] = &[
     ("service", Kind::Endpoint),
     ("ca_file", Kind::Path),
     ("insecure_skip_verify", Kind::Bool),
+    ("base_path", Kind::Str),
+    ("tls", Kind::Bool),
     ("token", Kind::Secret),
     ("user", Kind::Str),
     ("password", Kind::Secret),
@@ -110,7 +112,7 @@ pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut
             "Redis is not an HTTP server: use address = \"host:port\" or service = \"database/redis:6379\""
         }
         _ => {
-            "ArgoCD is reached over HTTPS: use url = \"https://...\" or service = \"argocd/argocd-server:443\""
+            "ArgoCD is an HTTP server: use url = \"http(s)://...\" or service = \"argocd/argocd-server:80\" (plain HTTP on 80, tls = true for HTTPS)"
         }
     };
     let endpoint = check_keys(table, spec, at, endpoint_hint, diag);
