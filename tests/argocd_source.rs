@@ -171,6 +171,7 @@ async fn fleet_config_lists_every_application_of_production_with_its_findings() 
     assert_eq!(list.apps["frontend-production"].sync, SyncStatus::OutOfSync);
 
     let snap = ArgocdSnapshot {
+        ci_sync: String::new(),
         endpoint: client.base_url().into(),
         insecure: false,
         mode: FollowMode::Stream,

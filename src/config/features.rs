@@ -81,6 +81,7 @@ const ARGOCD: &[(&str, Kind)] = &[
     ("insecure_skip_verify", Kind::Bool),
     ("base_path", Kind::Str),
     ("tls", Kind::Bool),
+    ("ci_sync", Kind::Str),
     ("token", Kind::Secret),
     ("user", Kind::Str),
     ("password", Kind::Secret),

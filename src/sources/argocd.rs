@@ -97,6 +97,8 @@ pub struct ArgocdSettings {
     pub base_path: Option<String>,
     /// `tls = true|false` for an `address`/`service` endpoint; see [`endpoint_tls`].
     pub tls: Option<bool>,
+    /// `ci_sync = "GLOB"`: the apps CI also syncs on every push (shown in the app detail).
+    pub ci_sync: String,
     auth: AuthSpec,
 }
 
@@ -147,6 +149,11 @@ impl ArgocdSettings {
             None => None,
         };
         let tls = t.get("tls").and_then(toml::Value::as_bool);
+        let ci_sync = t
+            .get("ci_sync")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         Ok(ArgocdSettings {
             endpoint,
             ca_file,
@@ -154,6 +161,7 @@ impl ArgocdSettings {
             poll,
             base_path,
             tls,
+            ci_sync,
             auth,
         })
     }
@@ -1324,6 +1332,7 @@ struct Reporter {
     tx: UnboundedSender<SourceEvent>,
     endpoint: String,
     insecure: bool,
+    ci_sync: String,
     failing: Option<String>,
 }
 
@@ -1335,6 +1344,7 @@ impl Reporter {
             insecure: self.insecure,
             mode,
             apps: apps.values().cloned().collect(),
+            ci_sync: self.ci_sync.clone(),
         };
         self.tx
             .send(SourceEvent {
@@ -1391,11 +1401,13 @@ pub async fn run(
         tx,
         endpoint: String::new(),
         insecure: false,
+        ci_sync: String::new(),
         failing: None,
     };
-    let poll = ArgocdSettings::from_cluster(&cluster)
-        .map(|s| s.poll)
-        .unwrap_or(DEFAULT_POLL);
+    let (poll, ci_sync) = ArgocdSettings::from_cluster(&cluster)
+        .map(|s| (s.poll, s.ci_sync))
+        .unwrap_or((DEFAULT_POLL, String::new()));
+    reporter.ci_sync = ci_sync;
     let mut client = loop {
         match ArgocdClient::connect(&cluster).await {
             Ok(c) => break c,
