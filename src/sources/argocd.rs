@@ -144,10 +144,10 @@ impl ArgocdSettings {
                 return Err(cfg("a password needs a user (e.g. user = \"admin\")".into()));
             }
         };
-        let base_path = match t.get("base_path").and_then(|v| v.as_str()) {
-            Some(p) => Some(normalize_base_path(p)),
-            None => None,
-        };
+        let base_path = t
+            .get("base_path")
+            .and_then(|v| v.as_str())
+            .map(normalize_base_path);
         let tls = t.get("tls").and_then(toml::Value::as_bool);
         let ci_sync = t
             .get("ci_sync")
@@ -236,7 +236,7 @@ pub async fn connect_url(
 /// `BASE/argocd/api/version` with the goapps fleet's `--rootpath=/argocd` (only `/healthz`
 /// sits at the root then). A URL that already holds a path is taken as it is.
 pub async fn probe_root_path(http: &reqwest::Client, base: &str) -> String {
-    let has_path = reqwest::Url::parse(base).is_ok_and(|u| u.path().trim_matches('/') != "");
+    let has_path = reqwest::Url::parse(base).is_ok_and(|u| !u.path().trim_matches('/').is_empty());
     if has_path {
         return String::new();
     }

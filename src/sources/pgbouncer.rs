@@ -99,8 +99,9 @@ pub struct PgbouncerConfig {
 }
 
 impl PgbouncerConfig {
-    /// Reads the table (already checked by `config check`); defaults: user `pgbouncer`,
-    /// poll 2s, wait_warn 1s, wait_crit 5s.
+    /// Reads the table (already checked by `config check`); defaults: user `postgres` (the
+    /// only user the edoburu/pgbouncer image admits to its console unless STATS_USERS or
+    /// ADMIN_USERS is set), poll 2s, wait_warn 1s, wait_crit 5s.
     pub fn from_table(t: &toml::Table) -> Result<PgbouncerConfig, String> {
         let endpoint = Endpoint::from_table(t)?
             .ok_or("needs an endpoint: address = \"host:port\" or service = \"ns/name:port\"")?;
@@ -115,7 +116,7 @@ impl PgbouncerConfig {
             user: t
                 .get("user")
                 .and_then(toml::Value::as_str)
-                .unwrap_or("pgbouncer")
+                .unwrap_or("postgres")
                 .to_string(),
             password: SecretRef::from_table(t, "password")?,
             poll: dur("poll", 2)?.max(Duration::from_millis(100)),
@@ -580,4 +581,26 @@ pub async fn run(
         postgres: None,
     };
     super::poll_loop(index, Feature::Pgbouncer, every, &tx, &cancel, poller).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_sub_table_and_default_user() {
+        let t: toml::Table = toml::from_str(
+            "service = \"database/pgbouncer:5432\"\n[postgres]\nservice = \"database/postgres:5432\"\npassword_secret = \"database/postgres-secret:POSTGRES_PASSWORD\"\n",
+        )
+        .unwrap();
+        let c = PgbouncerConfig::from_table(&t).unwrap();
+        assert_eq!(c.user, "postgres");
+        let pg = c.postgres.expect("postgres");
+        assert_eq!(pg.endpoint.to_string(), "database/postgres:5432");
+        assert_eq!(
+            (pg.user.as_str(), pg.database.as_str()),
+            ("postgres", "postgres")
+        );
+        assert!(pg.password.is_some());
+    }
 }
