@@ -171,6 +171,7 @@ async fn fleet_config_lists_every_application_of_production_with_its_findings() 
     assert_eq!(list.apps["frontend-production"].sync, SyncStatus::OutOfSync);
 
     let snap = ArgocdSnapshot {
+        ci_sync: String::new(),
         endpoint: client.base_url().into(),
         insecure: false,
         mode: FollowMode::Stream,
@@ -438,4 +439,79 @@ async fn unavailable_stream_falls_back_to_polling() {
     })
     .await;
     assert_eq!(s.mode, FollowMode::Polling);
+}
+
+/// ArgoCD as the goapps fleet runs it: `server.insecure=true` and `--rootpath=/argocd`, so the
+/// API is plain HTTP under `/argocd` and only `/healthz` answers at the root. A small proxy
+/// mounts the simulator's API under `/argocd` (everything else is 404).
+async fn rootpath_proxy(upstream: String) -> String {
+    use axum::body::Body;
+    use axum::extract::{Request, State};
+    use axum::response::Response;
+    async fn forward(State(up): State<Arc<(reqwest::Client, String)>>, req: Request) -> Response {
+        let pq = req
+            .uri()
+            .path_and_query()
+            .map_or("/".to_string(), |p| p.as_str().to_string());
+        let not_found = || {
+            Response::builder()
+                .status(404)
+                .body(Body::from("404 page not found"))
+                .expect("response")
+        };
+        let Some(rest) = pq.strip_prefix("/argocd") else {
+            return not_found();
+        };
+        if !rest.starts_with('/') {
+            return not_found();
+        }
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+        let mut headers = parts.headers.clone();
+        headers.remove(http::header::HOST);
+        let resp =
+            up.0.request(parts.method, format!("{}{rest}", up.1))
+                .headers(headers)
+                .body(body)
+                .send()
+                .await
+                .expect("upstream");
+        let mut out = Response::builder().status(resp.status());
+        for (k, v) in resp.headers() {
+            out = out.header(k, v);
+        }
+        out.body(Body::from_stream(resp.bytes_stream()))
+            .expect("response")
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new()
+        .fallback(forward)
+        .with_state(Arc::new((reqwest::Client::new(), upstream)));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr.to_string()
+}
+
+#[tokio::test]
+async fn plain_http_under_the_argocd_rootpath_is_found_and_followed() {
+    let (argo, mut cluster, _dir) = sim(Env::Production).await;
+    let addr = rootpath_proxy(argo.url().trim_end_matches('/').to_string()).await;
+    let table = cluster.argocd.as_mut().expect("table");
+    table.remove("url");
+    // An address on a port other than 80 needs `tls = false` to be plain HTTP; the rootpath
+    // is found by probing `/api/version` (404 at the root, an answer under `/argocd`).
+    table.insert("address".into(), addr.clone().into());
+    table.insert("tls".into(), false.into());
+    let mut client = ArgocdClient::connect(&cluster).await.expect("client");
+    assert_eq!(client.base_url(), format!("http://{addr}/argocd"));
+    let list = client.list().await.expect("list under /argocd");
+    assert!(!list.apps.is_empty());
+    // The same with the rootpath configured, through the running source (list + stream).
+    let table = cluster.argocd.as_mut().expect("table");
+    table.insert("base_path".into(), "/argocd/".into());
+    let mut running = start(&cluster);
+    let snap = snapshot_where(&mut running, "apps under /argocd", |s| !s.apps.is_empty()).await;
+    assert_eq!(snap.endpoint, format!("http://{addr}/argocd"));
 }

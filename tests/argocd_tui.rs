@@ -65,6 +65,7 @@ fn state(read_only: bool) -> AppState {
     };
     let mut s = AppState::new(&config, Keymap::parse(EMBEDDED[0].1).unwrap(), now());
     let snap = ArgocdSnapshot {
+        ci_sync: String::new(),
         endpoint: "http://127.0.0.1:1".into(),
         insecure: false,
         mode: FollowMode::Stream,

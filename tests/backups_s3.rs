@@ -317,3 +317,78 @@ async fn an_unreachable_store_is_stale_with_the_reason() {
     .expect_err("nothing listens");
     assert!(matches!(err, S3Error::Unreachable { .. }), "{err:?}");
 }
+
+/// B2 as the fleet uses it: one bucket, the environments under `staging/` and `production/`,
+/// and (fork) `ppc_db` dumps beside the `goapps` ones. The source lists with the `<env>/`
+/// prefix and the `*_goapps_*.sql.gz` pattern. moto mis-checks the signature of a query holding
+/// an encoded `/`, so only the part before the first `/` goes to the server and the rest is
+/// matched client-side; the empty newest dump is then the newest and a critical finding.
+#[tokio::test]
+async fn b2_env_prefix_and_goapps_pattern() {
+    let moto = Moto::start().await;
+    moto.put("goapps-backups", vec![]).await;
+    let put =
+        |key: &str, size: usize| moto.put_owned(format!("goapps-backups/{key}"), vec![7; size]);
+    put("staging/staging_goapps_20261124_230005.sql.gz", 9000).await;
+    put("production/production_goapps_20261123_150005.sql.gz", 5000).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put("production/production_goapps_20261123_230005.sql.gz", 5100).await;
+    put("production/production_ppc_db_20261123_230005.sql.gz", 300).await;
+    put("productionX/production_goapps_20261124_230005.sql.gz", 7000).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    put("production/production_goapps_20261124_070005.sql.gz", 20).await;
+    moto.enable_auth().await;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ak, sk) = (dir.path().join("ak"), dir.path().join("sk"));
+    std::fs::write(&ak, format!("{}\n", moto.access)).expect("ak");
+    std::fs::write(&sk, &moto.secret).expect("sk");
+    let table: toml::Table = toml::from_str(&format!(
+        "[[source]]\nkind = \"s3\"\nname = \"b2\"\nurl = {:?}\nbucket = \"goapps-backups\"\nprefix = \"production/\"\n\
+         pattern = \"*_goapps_*.sql.gz\"\naccess_key_file = {:?}\nsecret_key_file = {:?}\n",
+        moto.base,
+        ak.display().to_string(),
+        sk.display().to_string()
+    ))
+    .expect("toml");
+    let config = BackupsConfig::from_table(&table).expect("config");
+    let mut status = SourceStatus::new("b2", SourceKind::S3, config.sources[0].location());
+    poll_source(
+        &ClusterConfig::default(),
+        &config,
+        &config.sources[0],
+        &mut status,
+        &Default::default(),
+    )
+    .await;
+    assert!(status.stale.is_none(), "{:?}", status.stale);
+    let names: Vec<&str> = status.recent.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "production/production_goapps_20261124_070005.sql.gz",
+            "production/production_goapps_20261123_230005.sql.gz",
+            "production/production_goapps_20261123_150005.sql.gz",
+        ]
+    );
+    let snap = opsdeck::model::backups::BackupsSnapshot {
+        max_age: Duration::from_secs(8 * 3600),
+        retention: Duration::from_secs(7 * 86_400),
+        missing_after: Duration::from_secs(2 * 3600),
+        sources: vec![status],
+        taken_at: jiff::Timestamp::now(),
+    };
+    let f = opsdeck::model::backups::findings(&snap, jiff::Timestamp::now());
+    let small = f
+        .iter()
+        .find(|f| f.key == "b2:small")
+        .expect("a size finding");
+    assert_eq!(small.severity, opsdeck::model::Severity::Crit);
+    assert!(
+        small
+            .message
+            .contains("production/production_goapps_20261124_070005.sql.gz is 20 B"),
+        "{}",
+        small.message
+    );
+}

@@ -177,6 +177,11 @@ struct Postgres {
 }
 
 fn start_postgres(dir: &Path) -> Postgres {
+    start_postgres_with(dir, &[])
+}
+
+/// A PostgreSQL with extra `-c name=value` settings.
+fn start_postgres_with(dir: &Path, settings: &[&str]) -> Postgres {
     let data = dir.join("data");
     let status = command(&pg_bin("initdb"))
         .args(["-D"])
@@ -193,6 +198,9 @@ fn start_postgres(dir: &Path) -> Postgres {
             .arg("-c")
             .arg(format!("unix_socket_directories={}", dir.display()))
             .args(["-c", "fsync=off", "-c", "shared_buffers=16MB"]);
+        for setting in settings {
+            c.args(["-c", setting]);
+        }
         c
     });
     Postgres { _proc: proc, port }
@@ -483,4 +491,157 @@ async fn simulated_console_agrees_with_the_real_one() {
         .to_string();
         assert!(err.contains("authentication failed"), "{err}");
     }
+}
+
+/// PgBouncer as the edoburu/pgbouncer image configures it on the goapps fleet: no ADMIN_USERS
+/// or STATS_USERS, so `admin_users = postgres` and no `stats_users`; `userlist.txt` holds only
+/// POSTGRES_USER (staging: `stgapps`), which logs in with the right password and is turned away
+/// from the console. The source then says why and what to change (the STATS_USERS snippet), and
+/// shows Postgres's own connections from `[cluster.pgbouncer.postgres]`: services connecting
+/// directly (here `iam-service`) over 80 % of max_connections warn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_console_says_set_stats_users_and_shows_direct_postgres_clients() {
+    let dir = temp_dir();
+    let pg = start_postgres_with(dir.path(), &["max_connections=12"]);
+    let superuser = format!(
+        "host=127.0.0.1 port={} user=postgres dbname=postgres",
+        pg.port
+    );
+    let mut tries = 0;
+    let (admin, conn) = loop {
+        // Postgres accepts TCP before it accepts logins ("starting up").
+        match tokio_postgres::connect(&superuser, tokio_postgres::NoTls).await {
+            Ok(c) => break c,
+            Err(e) if tries < 100 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("postgres: {e}"),
+        }
+    };
+    tokio::spawn(conn);
+    admin
+        .simple_query("CREATE ROLE stgapps LOGIN SUPERUSER PASSWORD 'stgpw'")
+        .await
+        .expect("role");
+    drop(admin);
+    let (_bouncer, port) = start_on_free_port(libc::SIGINT, |port| {
+        write_owned(&dir.path().join("userlist.txt"), "\"stgapps\" \"stgpw\"\n");
+        write_owned(
+            &dir.path().join("pgbouncer.ini"),
+            &format!(
+                "[databases]\ngoapps = host=127.0.0.1 port={} dbname=postgres\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = md5\nauth_file = {}\nadmin_users = postgres\n\
+                 pool_mode = transaction\nmax_client_conn = 100\nlogfile = {}\n",
+                pg.port,
+                dir.path().join("userlist.txt").display(),
+                dir.path().join("pgbouncer.log").display()
+            ),
+        );
+        let mut c = command(&pgbouncer_bin());
+        c.arg(dir.path().join("pgbouncer.ini"));
+        c
+    });
+    // iam-service and finance-service connect to Postgres directly, bypassing PgBouncer.
+    let mut direct = Vec::new();
+    for app in ["iam-service"; 7].into_iter().chain(["finance-service"; 2]) {
+        let (c, conn) = tokio_postgres::connect(
+            &format!("{superuser} application_name={app}"),
+            tokio_postgres::NoTls,
+        )
+        .await
+        .expect("direct client");
+        tokio::spawn(conn);
+        direct.push(c);
+    }
+    let pw = password_file(dir.path(), "stgpw");
+    let table: toml::Table = toml::from_str(&format!(
+        "address = \"127.0.0.1:{port}\"\nuser = \"stgapps\"\npassword_file = {:?}\npoll = \"200ms\"\n\
+         [postgres]\naddress = \"127.0.0.1:{}\"\nuser = \"postgres\"\n",
+        pw.display().to_string(),
+        pg.port
+    ))
+    .expect("toml");
+    let c = ClusterConfig {
+        name: "staging".into(),
+        pgbouncer: Some(table),
+        ..ClusterConfig::default()
+    };
+    let (mut rx, cancel) = spawn_source(c);
+    let Seen::Snap(snap) = next_until(&mut rx, "a refused snapshot with postgres", |s| {
+        matches!(s, Seen::Snap(s) if s.refused.is_some() && s.postgres.as_ref().is_some_and(|p| p.total >= 10))
+    })
+    .await
+    else {
+        unreachable!()
+    };
+    let refusal = snap.refused.as_ref().expect("refused");
+    assert_eq!(refusal.user, "stgapps");
+    assert!(refusal.detail.contains("not allowed"), "{}", refusal.detail);
+    let pgc = snap.postgres.as_ref().expect("postgres");
+    assert_eq!(pgc.max_connections, 12);
+    assert_eq!(pgc.clients[0].application_name, "iam-service");
+    assert_eq!(pgc.clients[0].count, 7);
+    assert_eq!(pgc.clients[0].client_addr, "127.0.0.1");
+    let f = model::findings(&snap, snap.taken_at);
+    let refused = f
+        .iter()
+        .find(|f| f.key == "console-refused")
+        .expect("{f:?}");
+    assert!(
+        refused
+            .message
+            .contains("env:\n  - name: STATS_USERS\n    value: \"stgapps\""),
+        "{}",
+        refused.message
+    );
+    let conns = f
+        .iter()
+        .find(|f| f.key == "postgres-connections")
+        .expect("over 80 %");
+    assert_eq!(conns.severity, Severity::Warn);
+    assert!(
+        conns.message.contains("iam-service@127.0.0.1 x7"),
+        "{}",
+        conns.message
+    );
+    let theme = opsdeck::ui::Theme { color: false };
+    let text = |lines: Vec<ratatui::text::Line<'static>>| {
+        lines
+            .iter()
+            .map(|l| {
+                l.spans
+                    .iter()
+                    .map(|s| s.content.as_ref())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let tile = text(opsdeck::ui::tiles::pgbouncer::tile(
+        Some(&snap),
+        None,
+        38,
+        8,
+        snap.taken_at,
+        theme,
+    ));
+    assert!(tile.contains("console refused"), "{tile}");
+    assert!(tile.contains("STATS_USERS=\"stgapps\""), "{tile}");
+    assert!(tile.contains("postgres 10/12 conns"), "{tile}");
+    assert!(tile.contains("7 iam-service 127.0.0.1"), "{tile}");
+    let detail = text(opsdeck::ui::tiles::pgbouncer::detail(
+        Some(&snap),
+        None,
+        100,
+        40,
+        snap.taken_at,
+        theme,
+    ));
+    assert!(detail.contains("    - name: STATS_USERS"), "{detail}");
+    assert!(detail.contains("      value: \"stgapps\""), "{detail}");
+    cancel.cancel();
+    drop(direct);
 }

@@ -405,7 +405,9 @@ async fn simulated_redis_agrees_with_the_real_one_and_the_fleet_shows_the_empty_
             let v = s.volume.as_ref().expect("volume checked");
             assert_eq!(v.kind.as_deref(), Some("emptyDir"), "{v:?}");
             assert_eq!(v.name.as_deref(), Some("redis-data"));
-            // RDB on, into an emptyDir: only the volume finding.
+            // RDB on (Redis's default schedule), into an emptyDir: only the warn that the
+            // data is lost when the pod is replaced.
+            assert_eq!(s.rdb_enabled(), Some(true));
             assert_eq!(keys(&s), ["emptydir"]);
             assert_eq!(model::to_json(&s)["volume"], "emptyDir");
         }
@@ -424,6 +426,85 @@ async fn simulated_redis_agrees_with_the_real_one_and_the_fleet_shows_the_empty_
         "{log:?}"
     );
     assert_eq!(lists("/api/v1/namespaces/database/pods"), 1, "{log:?}");
+    cancel.cancel();
+    fleet.shutdown().await;
+}
+
+/// The fleet's Redis as it is: `redis:7-alpine` with no config file, so Redis's built-in save
+/// schedule (`save 3600 1 300 100 60 10000`) and no AOF, writing into an emptyDir. A real
+/// redis-server with no `save` line, and the volume read from the simulated cluster's
+/// `database/deployment/redis` (an emptyDir): persistence is on, the RDB lives on the emptyDir,
+/// and the finding is the warn "RDB on emptyDir: lost when the pod is replaced", not
+/// "no persistence"; the last save time and the changes since are read.
+#[tokio::test]
+async fn default_save_schedule_on_an_empty_dir_warns_lost_when_the_pod_is_replaced() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let r = Redis::start("appendonly no");
+    let fleet = opsdeck::sim::Fleet::start(opsdeck::sim::SimOptions {
+        pods: 0,
+        churn: false,
+    })
+    .await
+    .expect("fleet");
+    let config = Config::load(fleet.config_path())
+        .map_err(|e| e[0].to_string())
+        .expect("fleet config")
+        .config;
+    let mut c = config.cluster("production").expect("production").clone();
+    let table = c.redis.as_mut().expect("fleet redis table");
+    for k in ["address", "service"] {
+        table.remove(k);
+    }
+    table.insert("address".into(), format!("127.0.0.1:{}", r.port).into());
+    table.insert(
+        "workload".into(),
+        "database/deployment/redis".to_string().into(),
+    );
+    table.insert("poll".into(), "200ms".into());
+    let mut conn = r.conn().await;
+    conn.command(&[b"SET", b"k", b"v"]).await.expect("set");
+    conn.command(&[b"SAVE"]).await.expect("save");
+    conn.command(&[b"SET", b"k2", b"v"]).await.expect("set");
+    let (mut rx, cancel) = spawn_source(c);
+    let s = snapshot_where(&mut rx, "a saved snapshot with the volume", |s| {
+        s.has_saved() && s.volume.as_ref().is_some_and(|v| v.kind.is_some())
+    })
+    .await;
+    assert_eq!(s.save, ConfigValue::Known("3600 1 300 100 60 10000".into()));
+    assert_eq!(s.rdb_enabled(), Some(true));
+    assert!(s.rdb_changes_since_last_save >= 1, "{s:?}");
+    let f = model::findings(&s, s.taken_at);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (f[0].key.as_str(), f[0].severity),
+        ("emptydir", Severity::Warn)
+    );
+    assert!(
+        f[0].message
+            .starts_with("RDB on emptyDir: lost when the pod is replaced"),
+        "{}",
+        f[0].message
+    );
+    let j = model::to_json(&s);
+    assert_eq!(j["volume"], "emptyDir");
+    assert_eq!(j["rdb_enabled"], true);
+    assert!(j["rdb_last_save_age_s"].as_i64().is_some_and(|a| a < 60));
+    let theme = opsdeck::ui::Theme { color: false };
+    let tile = opsdeck::ui::tiles::redis::tile(Some(&s), None, 60, 8, s.taken_at, theme);
+    let text: Vec<String> = tile
+        .iter()
+        .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
+        .collect();
+    assert!(
+        text.iter()
+            .any(|l| l.starts_with("RDB on emptyDir redis-data: lost when the pod")),
+        "{text:?}"
+    );
+    assert!(text.iter().any(|l| l.contains("saved")), "{text:?}");
+    assert!(
+        text.iter().any(|l| l.starts_with("changes since save")),
+        "{text:?}"
+    );
     cancel.cancel();
     fleet.shutdown().await;
 }

@@ -514,6 +514,7 @@ fn argo_state() -> AppState {
     };
     let mut s = state();
     let snap = ArgocdSnapshot {
+        ci_sync: String::new(),
         endpoint: "http://127.0.0.1:1".into(),
         insecure: false,
         mode: FollowMode::Stream,

@@ -104,6 +104,7 @@ fn production() -> ArgocdSnapshot {
         last_transition: ago(660),
     });
     ArgocdSnapshot {
+        ci_sync: String::new(),
         endpoint: "https://10.10.0.21:30080".into(),
         insecure: false,
         mode: FollowMode::Stream,
@@ -195,4 +196,47 @@ fn detail_at_38_fits_the_column() {
     let lines = detail(Some(&production()), None, 38, 40, now(), PLAIN);
     assert!(width_of(&lines) <= 38, "{}", text(&lines));
     insta::assert_snapshot!("detail_38", text(&lines));
+}
+
+/// The goapps fleet's facts in the app detail: staging apps are also synced by CI on every push
+/// (`ci_sync = "*-staging"`), auto-sync's consequences, and a branch tag flagged as mutable.
+#[test]
+fn app_detail_shows_ci_sync_auto_sync_and_mutable_tags() {
+    let mut iam = app(
+        "iam-service-staging",
+        &["ghcr.io/mutugading/iam-service:main"],
+    );
+    iam.auto_sync = true;
+    let mut snap = production();
+    snap.apps = vec![iam, app("infra-minio", &["docker.io/minio/minio:latest"])];
+    snap.ci_sync = "*-staging".into();
+    let staging = text(&opsdeck::ui::tiles::argocd::app_detail(
+        &snap.apps[0],
+        snap.ci_synced("iam-service-staging"),
+        78,
+        now(),
+        PLAIN,
+    ));
+    assert!(
+        staging.contains("also synced by CI on every push"),
+        "{staging}"
+    );
+    assert!(staging.contains("rollback refused"), "{staging}");
+    assert!(
+        staging.contains("rollout undo will not roll back"),
+        "{staging}"
+    );
+    assert!(
+        staging.contains("iam-service:main  (mutable tag"),
+        "{staging}"
+    );
+    let infra = text(&opsdeck::ui::tiles::argocd::app_detail(
+        &snap.apps[1],
+        snap.ci_synced("infra-minio"),
+        78,
+        now(),
+        PLAIN,
+    ));
+    assert!(!infra.contains("CI"), "{infra}");
+    insta::assert_snapshot!("app_detail_staging_ci_sync_78", staging);
 }

@@ -179,3 +179,60 @@ fn detail_views() {
         text(&detail(Some(&fleet()), None, 38, 60, ts(NOW), THEME))
     );
 }
+
+/// The real fleet's worst case: the newest dump is a ~20-byte gzip of nothing (backup.sh has
+/// no pipefail) while its Job says Complete. The tile shows its size beside its age and the
+/// critical finding names the object; a mirror source is aged on its own.
+#[test]
+fn an_empty_newest_dump_is_the_tiles_news() {
+    let mut snap = fleet();
+    let mut objs = runs(0);
+    objs[0].name = "production_goapps_20261124_230005.sql.gz".into();
+    objs[0].size = Some(20);
+    snap.sources[1] = source(
+        "minio",
+        SourceKind::S3,
+        "s3 postgres-backups/*_goapps_*.sql.gz at https://127.0.0.1:9000",
+        objs,
+    );
+    let mut mirror = source(
+        "mirror",
+        SourceKind::Cronjob,
+        "CronJobs database/minio-backup-to-disk*",
+        vec![BackupObject {
+            name: "minio-backup-to-disk-29915000".into(),
+            at: ts(NOW - 30 * H),
+            size: None,
+        }],
+    );
+    mirror.mirror = true;
+    mirror.max_age = Some(Duration::from_secs(26 * 3600));
+    snap.sources.push(mirror);
+    let out = text(&tile(Some(&snap), None, 78, 9, ts(NOW), THEME));
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("minio") && l.contains("2h") && l.contains("20 B")),
+        "{out}"
+    );
+    assert!(
+        out.contains("production_goapps_20261124_230005.sql.gz is 20 B"),
+        "{out}"
+    );
+    let json = opsdeck::model::backups::to_json(&snap);
+    assert_eq!(json["sources"][1]["size_bytes"], 20);
+    assert_eq!(json["sources"][4]["mirror"], true);
+    let f = opsdeck::model::backups::findings(&snap, ts(NOW));
+    let small = f.iter().find(|f| f.key == "minio:small").expect("{f:?}");
+    assert_eq!(small.severity, opsdeck::model::Severity::Crit);
+    assert!(
+        f.iter().any(|f| f.key == "mirror:age"
+            && f.severity == opsdeck::model::Severity::Warn
+            && f.message.contains("max_age 1d2h")),
+        "{f:?}"
+    );
+    insta::assert_snapshot!("backups_tile_empty_dump_78", out);
+    insta::assert_snapshot!(
+        "backups_detail_empty_dump_78",
+        text(&detail(Some(&snap), None, 78, 40, ts(NOW), THEME))
+    );
+}

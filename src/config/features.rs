@@ -28,6 +28,8 @@ enum Kind {
     Endpoint,
     /// `[[cluster.backups.source]]`.
     Sources,
+    /// A sub-table checked on its own (`[cluster.pgbouncer.postgres]`).
+    Table,
 }
 
 const PGBOUNCER: &[(&str, Kind)] = &[
@@ -38,6 +40,15 @@ const PGBOUNCER: &[(&str, Kind)] = &[
     ("poll", Kind::Duration),
     ("wait_warn", Kind::Duration),
     ("wait_crit", Kind::Duration),
+    ("postgres", Kind::Table),
+];
+/// `[cluster.pgbouncer.postgres]`: the Postgres behind PgBouncer, for `pg_stat_activity`.
+const PGBOUNCER_POSTGRES: &[(&str, Kind)] = &[
+    ("address", Kind::Endpoint),
+    ("service", Kind::Endpoint),
+    ("user", Kind::Str),
+    ("password", Kind::Secret),
+    ("database", Kind::Str),
 ];
 const REDIS: &[(&str, Kind)] = &[
     ("address", Kind::Endpoint),
@@ -71,12 +82,17 @@ const BACKUP_SOURCE: &[(&str, Kind)] = &[
     ("path", Kind::Str),
     ("pattern", Kind::Str),
     ("host", Kind::Str),
+    ("max_age", Kind::Duration),
+    ("mirror", Kind::Bool),
 ];
 const ARGOCD: &[(&str, Kind)] = &[
     ("url", Kind::Endpoint),
     ("service", Kind::Endpoint),
     ("ca_file", Kind::Path),
     ("insecure_skip_verify", Kind::Bool),
+    ("base_path", Kind::Str),
+    ("tls", Kind::Bool),
+    ("ci_sync", Kind::Str),
     ("token", Kind::Secret),
     ("user", Kind::Str),
     ("password", Kind::Secret),
@@ -108,7 +124,7 @@ pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut
             "Redis is not an HTTP server: use address = \"host:port\" or service = \"database/redis:6379\""
         }
         _ => {
-            "ArgoCD is reached over HTTPS: use url = \"https://...\" or service = \"argocd/argocd-server:443\""
+            "ArgoCD is an HTTP server: use url = \"http(s)://...\" or service = \"argocd/argocd-server:80\" (plain HTTP on 80, tls = true for HTTPS)"
         }
     };
     let endpoint = check_keys(table, spec, at, endpoint_hint, diag);
@@ -117,6 +133,17 @@ pub(crate) fn check(feature: &str, table: &mut toml::Table, at: &str, diag: &mut
     }
     if feature == "argocd" {
         check_argocd(table, at, diag);
+    }
+    if feature == "pgbouncer"
+        && let Some(pg) = table
+            .get_mut("postgres")
+            .and_then(toml::Value::as_table_mut)
+    {
+        let at = join_key(at, "postgres");
+        let hint = "Postgres speaks its own protocol: use address = \"host:port\" or service = \"database/postgres:5432\"";
+        if check_keys(pg, PGBOUNCER_POSTGRES, &at, hint, diag) == EndpointCheck::Absent {
+            diag.error(&at, format!("needs an endpoint. {hint}"));
+        }
     }
     if feature == "pgbouncer" {
         let warn = duration_of(table, "wait_warn");
@@ -209,6 +236,11 @@ fn check_keys(
             },
             // Read as a whole below.
             Some(Kind::Secret) | Some(Kind::Endpoint) | Some(Kind::Sources) => {}
+            Some(Kind::Table) => {
+                if !value.is_table() {
+                    diag.error(&path, format!("expected a table ([{path}])"));
+                }
+            }
             None => {
                 let derived = SECRET_SUFFIXES.iter().any(|suffix| {
                     key.strip_suffix(suffix)
@@ -444,12 +476,6 @@ fn check_backup_sources(table: &mut toml::Table, at: &str, diag: &mut Diagnostic
         match source.get("kind").and_then(toml::Value::as_str) {
             Some("cronjob") => {
                 require("namespace", diag);
-                if source.contains_key("prefix") && source.contains_key("selector") {
-                    diag.error(
-                        &join_key(&at, "selector"),
-                        "give either prefix or selector, not both",
-                    );
-                }
             }
             Some("s3") => {
                 require("bucket", diag);

@@ -241,7 +241,8 @@ impl AppSummary {
             .max()
     }
 
-    /// Images on a mutable tag (`latest` or no tag at all), which a protected cluster should not run.
+    /// Images on a mutable tag (`latest`, a branch name, or no tag at all), which a protected
+    /// cluster should not run.
     pub fn mutable_images(&self) -> impl Iterator<Item = &String> {
         self.images.iter().filter(|i| is_mutable_image(i))
     }
@@ -256,17 +257,42 @@ pub fn short_revision(rev: &str) -> String {
     }
 }
 
-/// True for `repo:latest` and for `repo` with no tag and no digest (which means latest).
-pub fn is_mutable_image(image: &str) -> bool {
+/// Tags that name a branch or "the newest", not a build: they move under the same name.
+const MUTABLE_TAGS: &[&str] = &[
+    "latest",
+    "main",
+    "master",
+    "develop",
+    "development",
+    "dev",
+    "trunk",
+    "head",
+    "edge",
+    "nightly",
+    "staging",
+    "production",
+];
+
+/// The mutable tag of an image: `latest` (also for `repo` with no tag and no digest) or a
+/// branch-like tag (`main`, `master`, `develop`, ...). `None` for a version, a SHA or a digest.
+pub fn mutable_tag(image: &str) -> Option<String> {
     if image.contains('@') {
-        return false;
+        return None;
     }
     // The tag follows the last ':' after the last '/'; a ':' before it is a registry port.
     let last = image.rsplit('/').next().unwrap_or(image);
     match last.rsplit_once(':') {
-        None => true,
-        Some((_, tag)) => tag == "latest" || tag.is_empty(),
+        None => Some("latest".into()),
+        Some((_, "")) => Some("latest".into()),
+        Some((_, tag)) => MUTABLE_TAGS
+            .contains(&tag.to_ascii_lowercase().as_str())
+            .then(|| tag.to_string()),
     }
+}
+
+/// True for an image on a mutable tag; see [`mutable_tag`].
+pub fn is_mutable_image(image: &str) -> bool {
+    mutable_tag(image).is_some()
 }
 
 /// How the source is following ArgoCD.
@@ -297,6 +323,9 @@ pub struct ArgocdSnapshot {
     pub mode: FollowMode,
     /// By name.
     pub apps: Vec<AppSummary>,
+    /// `ci_sync = "GLOB"` of `[cluster.argocd]`: the apps CI also syncs on every push (the
+    /// goapps fleet's `sync-argocd.yml` syncs `<app>-staging`); empty when not configured.
+    pub ci_sync: String,
 }
 
 impl ArgocdSnapshot {
@@ -326,6 +355,11 @@ impl ArgocdSnapshot {
 
     pub fn app(&self, name: &str) -> Option<&AppSummary> {
         self.apps.iter().find(|a| a.name == name)
+    }
+
+    /// Whether CI syncs `app` on every push too (`ci_sync`): auto-sync off does not stop it.
+    pub fn ci_synced(&self, app: &str) -> bool {
+        !self.ci_sync.is_empty() && crate::sources::backups::glob_match(&self.ci_sync, app)
     }
 }
 
@@ -382,14 +416,18 @@ pub fn findings(snap: &ArgocdSnapshot, _now: Timestamp, protected: bool) -> Vec<
                 format!("ArgoCD application {name} is OutOfSync{target} ({how})"),
             ));
         }
+        // ArgoCD's summary lists images, not their imagePullPolicy: a mutable tag on a
+        // protected cluster is flagged whatever the policy (the goapps backends use Always, so
+        // `kubectl rollout undo` pulls the same moved tag again).
         if protected {
             for image in a.mutable_images() {
+                let tag = mutable_tag(image).unwrap_or_default();
                 out.push(RawFinding::new(
                     Severity::Warn,
                     SOURCE,
                     format!("app/{name}/image/{image}"),
                     format!(
-                        "ArgoCD application {name} runs {image} on a mutable tag in a protected cluster; pin a version or digest"
+                        "ArgoCD application {name} runs {image}: the mutable tag {tag:?} on a protected cluster; rollout undo will not roll back (with imagePullPolicy: Always it pulls the same tag again): pin a SHA in git and sync"
                     ),
                 ));
             }
@@ -541,11 +579,44 @@ mod tests {
             insecure: false,
             mode: FollowMode::Stream,
             apps,
+            ci_sync: String::new(),
         }
     }
 
     fn now() -> Timestamp {
         Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    #[test]
+    fn branch_tags_are_mutable_and_ci_sync_matches_by_glob() {
+        assert_eq!(
+            mutable_tag("ghcr.io/mutugading/iam-service:main").as_deref(),
+            Some("main")
+        );
+        assert!(is_mutable_image("ghcr.io/mutugading/iam-service:develop"));
+        assert!(is_mutable_image("ghcr.io/mutugading/iam-service:master"));
+        assert!(!is_mutable_image("ghcr.io/mutugading/iam-service:a9d39bf"));
+        assert!(!is_mutable_image("ghcr.io/mutugading/frontend:sha-7e3bcd5"));
+        let mut s = snap(vec![app("iam-service-staging"), app("infra-minio")]);
+        assert!(!s.ci_synced("iam-service-staging"));
+        s.ci_sync = "*-staging".into();
+        assert!(s.ci_synced("iam-service-staging"));
+        assert!(!s.ci_synced("infra-minio"));
+    }
+
+    #[test]
+    fn latest_on_production_says_rollout_undo_will_not_roll_back() {
+        let mut a = app("iam-service-production");
+        a.images = vec!["ghcr.io/mutugading/iam-service:latest".into()];
+        let f = findings(&snap(vec![a]), now(), true);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(
+            f[0].message.contains("rollout undo will not roll back")
+                && f[0].message.contains("pin a SHA in git and sync"),
+            "{}",
+            f[0].message
+        );
     }
 
     #[test]

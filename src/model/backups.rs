@@ -11,10 +11,13 @@ use super::findings::{RawFinding, Severity};
 use super::{Stale, age_secs, format_age};
 
 const SOURCE: &str = "backups";
-/// A newest backup smaller than this fraction of the recent median is suspicious.
+/// A newest backup smaller than this fraction of the recent median is treated as broken.
 const SMALL_FRACTION: f64 = 0.5;
 /// How many earlier backups make the median (at least 3 are needed).
-const MEDIAN_OF: usize = 10;
+const MEDIAN_OF: usize = 7;
+/// A newest dump under this many bytes is empty whatever came before: `gzip` of nothing is
+/// about 20 bytes, and backup.sh has no `pipefail`, so a failed `pg_dump` still "succeeds".
+pub const EMPTY_BELOW: u64 = 1024;
 
 /// What kind of place a backup source looks at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +102,11 @@ pub struct SourceStatus {
     pub stale: Option<Stale>,
     /// True once the source answered at least once.
     pub polled: bool,
+    /// This source's own RPO (`max_age` in its table); the cluster's `max_age` otherwise.
+    pub max_age: Option<Duration>,
+    /// A copy of other backups (e.g. the `minio-backup-to-disk` mirror): it has its own age
+    /// rule but never counts as "the newest backup" nor as a destination of the dump.
+    pub mirror: bool,
 }
 
 impl SourceStatus {
@@ -116,6 +124,8 @@ impl SourceStatus {
             not_local: false,
             stale: None,
             polled: false,
+            max_age: None,
+            mirror: false,
         }
     }
 
@@ -147,7 +157,7 @@ impl SourceStatus {
 
     /// Whether this source holds copies of the dump (the CronJob only makes them).
     pub fn is_destination(&self) -> bool {
-        self.kind != SourceKind::Cronjob
+        self.kind != SourceKind::Cronjob && !self.mirror
     }
 }
 
@@ -166,7 +176,7 @@ impl BackupsSnapshot {
     pub fn newest(&self) -> Option<(&str, &BackupObject)> {
         self.sources
             .iter()
-            .filter(|s| !s.not_local)
+            .filter(|s| !s.not_local && !s.mirror)
             .filter_map(|s| s.newest.as_ref().map(|n| (s.name.as_str(), n)))
             .max_by_key(|(_, n)| n.at)
     }
@@ -202,6 +212,31 @@ pub fn recent_median(s: &SourceStatus) -> Option<u64> {
     }
     sizes.sort_unstable();
     Some(sizes[sizes.len() / 2])
+}
+
+/// Why the newest dump of a source looks broken: empty (under [`EMPTY_BELOW`]) or under half
+/// the median of the dumps before it. `None` when it looks fine or sizes are unknown.
+pub fn small_dump(s: &SourceStatus) -> Option<String> {
+    let n = s.newest.as_ref()?;
+    let size = n.size?;
+    if size < EMPTY_BELOW {
+        return Some(format!(
+            "empty newest dump in {}: {} is {}; pg_dump failed (backup.sh has no pipefail): check the backup Job's log, restore from an older dump",
+            s.name,
+            n.name,
+            format_size(size)
+        ));
+    }
+    let median = recent_median(s)?;
+    ((size as f64) < median as f64 * SMALL_FRACTION).then(|| {
+        format!(
+            "newest dump in {} far below the usual size: {} is {} against a median of {} over the last {MEDIAN_OF}; check that pg_dump succeeded",
+            s.name,
+            n.name,
+            format_size(size),
+            format_size(median)
+        )
+    })
 }
 
 /// Formats bytes the way the console shows sizes: `12.3 MiB`.
@@ -242,15 +277,22 @@ pub fn findings(snap: &BackupsSnapshot, now: Timestamp) -> Vec<RawFinding> {
         match &s.newest {
             Some(n) => {
                 let age = age_secs(now, n.at);
-                if let Some(sev) = age_severity(age, snap.max_age) {
+                let own_max = s.max_age.unwrap_or(snap.max_age);
+                if let Some(sev) = age_severity(age, own_max) {
+                    let what = if s.mirror {
+                        "newest mirror run"
+                    } else {
+                        "newest backup"
+                    };
                     out.push(RawFinding::new(
                         sev,
                         SOURCE,
                         key("age"),
                         format!(
-                            "newest backup in {} is {} old (max_age {max_age})",
+                            "{what} in {} is {} old (max_age {})",
                             s.name,
-                            format_age(age)
+                            format_age(age),
+                            format_age(secs(own_max))
                         ),
                     ));
                 }
@@ -270,24 +312,16 @@ pub fn findings(snap: &BackupsSnapshot, now: Timestamp) -> Vec<RawFinding> {
                         ),
                     ));
                 }
-                if let (Some(size), Some(median)) = (n.size, recent_median(s))
-                    && (size as f64) < median as f64 * SMALL_FRACTION
-                {
+                if let Some(message) = small_dump(s) {
                     out.push(RawFinding::new(
-                        Severity::Warn,
+                        Severity::Crit,
                         SOURCE,
                         key("small"),
-                        format!(
-                            "newest backup in {} ({}) is {} against a recent median of {}: check that pg_dump succeeded",
-                            s.name,
-                            n.name,
-                            format_size(size),
-                            format_size(median)
-                        ),
+                        message,
                     ));
                 }
             }
-            None if s.polled && s.kind != SourceKind::Cronjob => out.push(RawFinding::new(
+            None if s.polled && s.is_destination() => out.push(RawFinding::new(
                 Severity::Crit,
                 SOURCE,
                 key("empty"),
@@ -374,6 +408,9 @@ pub fn to_json(snap: &BackupsSnapshot) -> Value {
             if s.not_local {
                 v["not_local"] = json!(true);
             }
+            if s.mirror {
+                v["mirror"] = json!(true);
+            }
             v
         })
         .collect();
@@ -432,7 +469,7 @@ mod tests {
         let s = source(
             "minio",
             SourceKind::S3,
-            vec![obj(3 * H, 50), old, obj(H, 60)],
+            vec![obj(3 * H, 50 << 20), old, obj(H, 60 << 20)],
         );
         assert_eq!(s.newest.as_ref().map(|n| n.at), Some(ts(NOW - H)));
         assert_eq!((s.count, s.total), (2, 3));
@@ -441,20 +478,32 @@ mod tests {
     #[test]
     fn fresh_backups_everywhere_raise_nothing() {
         let s = snap(vec![
-            source("minio", SourceKind::S3, vec![obj(H, 50), obj(9 * H, 51)]),
-            source("b2", SourceKind::S3, vec![obj(H + 60, 50)]),
+            source(
+                "minio",
+                SourceKind::S3,
+                vec![obj(H, 50 << 20), obj(9 * H, 51 << 20)],
+            ),
+            source("b2", SourceKind::S3, vec![obj(H + 60, 50 << 20)]),
         ]);
         assert!(findings(&s, ts(NOW)).is_empty());
     }
 
     #[test]
     fn old_backups_warn_then_crit_per_source_and_overall() {
-        let s = snap(vec![source("minio", SourceKind::S3, vec![obj(9 * H, 50)])]);
+        let s = snap(vec![source(
+            "minio",
+            SourceKind::S3,
+            vec![obj(9 * H, 50 << 20)],
+        )]);
         assert_eq!(
             keys(&findings(&s, ts(NOW))),
             ["Warn minio:age", "Warn overall:age"]
         );
-        let s = snap(vec![source("minio", SourceKind::S3, vec![obj(18 * H, 50)])]);
+        let s = snap(vec![source(
+            "minio",
+            SourceKind::S3,
+            vec![obj(18 * H, 50 << 20)],
+        )]);
         assert_eq!(
             keys(&findings(&s, ts(NOW))),
             ["Crit minio:age", "Crit overall:age"]
@@ -464,8 +513,8 @@ mod tests {
     #[test]
     fn silent_destination_is_critical() {
         let s = snap(vec![
-            source("minio", SourceKind::S3, vec![obj(H, 50)]),
-            source("b2", SourceKind::S3, vec![obj(H + 16 * H, 50)]),
+            source("minio", SourceKind::S3, vec![obj(H, 50 << 20)]),
+            source("b2", SourceKind::S3, vec![obj(H + 16 * H, 50 << 20)]),
         ]);
         let f = findings(&s, ts(NOW));
         assert!(keys(&f).contains(&"Crit b2:missing".to_string()), "{f:?}");
@@ -478,7 +527,7 @@ mod tests {
     }
 
     #[test]
-    fn a_tiny_newest_dump_warns() {
+    fn a_tiny_newest_dump_is_critical() {
         let s = snap(vec![source(
             "minio",
             SourceKind::S3,
@@ -489,7 +538,57 @@ mod tests {
                 obj(25 * H, 49 << 20),
             ],
         )]);
-        assert_eq!(keys(&findings(&s, ts(NOW))), ["Warn minio:small"]);
+        let f = findings(&s, ts(NOW));
+        assert_eq!(keys(&f), ["Crit minio:small"]);
+        assert!(
+            f[0].message.contains("backup_3600.sql.gz is 20 B"),
+            "{}",
+            f[0].message
+        );
+    }
+
+    #[test]
+    fn an_empty_dump_is_critical_without_history_and_half_the_median_of_7_is_the_line() {
+        let s = snap(vec![source("minio", SourceKind::S3, vec![obj(H, 20)])]);
+        assert_eq!(keys(&findings(&s, ts(NOW))), ["Crit minio:small"]);
+        // 1 KiB is not empty; with no history there is nothing to compare against.
+        let s = snap(vec![source("minio", SourceKind::S3, vec![obj(H, 1024)])]);
+        assert!(findings(&s, ts(NOW)).is_empty());
+        // The median is over the 7 dumps before the newest: older big ones do not count.
+        let mut objs = vec![obj(H, 40 << 20)];
+        objs.extend((1..=7).map(|i| obj(H + i * 8 * H, 100 << 20)));
+        objs.extend((0..10).map(|i| obj(H + (8 + i) * 8 * H, 10 << 30)));
+        let s = snap(vec![source("minio", SourceKind::S3, objs.clone())]);
+        let f = findings(&s, ts(NOW));
+        assert_eq!(keys(&f), ["Crit minio:small"], "{f:?}");
+        assert!(f[0].message.contains("100.0 MiB"), "{}", f[0].message);
+        objs[0].size = Some(60 << 20);
+        let s = snap(vec![source("minio", SourceKind::S3, objs)]);
+        assert!(findings(&s, ts(NOW)).is_empty());
+    }
+
+    #[test]
+    fn a_mirror_has_its_own_age_and_never_hides_missing_dumps() {
+        let mut mirror = source("mirror", SourceKind::Cronjob, vec![obj(H, 0)]);
+        mirror.newest.as_mut().unwrap().size = None;
+        mirror.mirror = true;
+        mirror.max_age = Some(Duration::from_secs(26 * H as u64));
+        // The dumps are 20 h old; the mirror ran an hour ago: still overdue overall.
+        let dumps = source("minio", SourceKind::S3, vec![obj(20 * H, 50 << 20)]);
+        let s = snap(vec![dumps, mirror.clone()]);
+        let f = findings(&s, ts(NOW));
+        assert_eq!(keys(&f), ["Crit minio:age", "Crit overall:age"], "{f:?}");
+        assert_eq!(to_json(&s)["newest_age_s"], 20 * H);
+        assert_eq!(to_json(&s)["sources"][1]["mirror"], true);
+        // A mirror 30 h old warns against its own 26 h, not the cluster's 8h30m.
+        mirror.newest.as_mut().unwrap().at = ts(NOW - 30 * H);
+        let s = snap(vec![
+            source("minio", SourceKind::S3, vec![obj(H, 50 << 20)]),
+            mirror,
+        ]);
+        let f = findings(&s, ts(NOW));
+        assert_eq!(keys(&f), ["Warn mirror:age"], "{f:?}");
+        assert!(f[0].message.contains("mirror run"), "{}", f[0].message);
     }
 
     #[test]
@@ -533,11 +632,14 @@ mod tests {
 
     #[test]
     fn a_stale_source_warns_and_keeps_its_data_while_others_are_unaffected() {
-        let mut b2 = source("b2", SourceKind::S3, vec![obj(H, 50)]);
+        let mut b2 = source("b2", SourceKind::S3, vec![obj(H, 50 << 20)]);
         b2.fail("access denied".into(), ts(NOW - 60));
         b2.fail("access denied again".into(), ts(NOW));
         assert_eq!(b2.stale.as_ref().map(|s| s.since), Some(ts(NOW - 60)));
-        let s = snap(vec![source("minio", SourceKind::S3, vec![obj(H, 50)]), b2]);
+        let s = snap(vec![
+            source("minio", SourceKind::S3, vec![obj(H, 50 << 20)]),
+            b2,
+        ]);
         assert_eq!(keys(&findings(&s, ts(NOW))), ["Warn b2:stale"]);
         let j = to_json(&s);
         assert_eq!(j["sources"][1]["stale"]["reason"], "access denied again");
@@ -549,7 +651,10 @@ mod tests {
         let mut d = SourceStatus::new("vps-disk", SourceKind::Dir, "/mnt".into());
         d.not_local = true;
         d.polled = true;
-        let s = snap(vec![d, source("minio", SourceKind::S3, vec![obj(H, 50)])]);
+        let s = snap(vec![
+            d,
+            source("minio", SourceKind::S3, vec![obj(H, 50 << 20)]),
+        ]);
         assert!(findings(&s, ts(NOW)).is_empty());
         let j = to_json(&s);
         assert_eq!(j["sources"][0]["not_local"], true);
@@ -561,13 +666,13 @@ mod tests {
         let s = snap(vec![source(
             "minio",
             SourceKind::S3,
-            vec![obj(H, 50), obj(2 * H, 40)],
+            vec![obj(H, 50 << 20), obj(2 * H, 40 << 20)],
         )]);
         assert_eq!(
             to_json(&s),
             json!({"max_age_s": 30600, "newest_age_s": 3600, "sources": [
                 {"name": "minio", "kind": "s3", "newest_at": ts(NOW - H).to_string(), "age_s": 3600,
-                 "size_bytes": 50, "count": 2}]})
+                 "size_bytes": 50 << 20, "count": 2}]})
         );
     }
 

@@ -213,6 +213,152 @@ pub struct PgbouncerSnapshot {
     pub history: Vec<Sample>,
     pub taken_at: Timestamp,
     pub thresholds: Thresholds,
+    /// Set when the admin console turned the configured user away (not in `admin_users` or
+    /// `stats_users`): pools and databases are then empty, and the tile says what to change.
+    pub refused: Option<ConsoleRefusal>,
+    /// Connections as Postgres sees them (`pg_stat_activity`), when `[cluster.pgbouncer.postgres]`
+    /// is configured: shows the services that bypass PgBouncer.
+    pub postgres: Option<PostgresConnections>,
+}
+
+/// The admin console's refusal of a user it does not list (`not allowed`, `no such user`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleRefusal {
+    pub user: String,
+    /// What PgBouncer said.
+    pub detail: String,
+}
+
+impl ConsoleRefusal {
+    /// The change that lets `user` read the console: the edoburu/pgbouncer image writes
+    /// `stats_users` from `STATS_USERS` (its default is `admin_users = postgres` and no
+    /// `stats_users`).
+    pub fn fix(&self) -> String {
+        stats_users_snippet(&self.user)
+    }
+}
+
+/// The Deployment snippet that lets `user` read PgBouncer's console (read-only `SHOW`s).
+pub fn stats_users_snippet(user: &str) -> String {
+    format!(
+        "in the pgbouncer Deployment's container add
+  env:
+  - name: STATS_USERS
+    value: \"{user}\"
+and roll it out (the user must be in userlist.txt, as POSTGRES_USER is)"
+    )
+}
+
+/// Client connections of one application from one address, from `pg_stat_activity`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgClients {
+    /// Empty when the client set none.
+    pub application_name: String,
+    /// `local` for a Unix socket.
+    pub client_addr: String,
+    pub count: u64,
+}
+
+/// What Postgres says about its connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConnections {
+    /// Where it was read, for people (`database/postgres:5432`).
+    pub endpoint: String,
+    pub max_connections: u64,
+    /// Client backends now (every row of `clients` summed).
+    pub total: u64,
+    /// Most connections first.
+    pub clients: Vec<PgClients>,
+    /// Set when Postgres could not be read this poll (the rest is then empty).
+    pub error: Option<String>,
+}
+
+/// Above this share of `max_connections` in use, a warning; at [`PG_CRIT_PCT`] critical.
+pub const PG_WARN_PCT: u64 = 80;
+pub const PG_CRIT_PCT: u64 = 95;
+
+impl PostgresConnections {
+    /// Percent of `max_connections` in use (0 when unknown).
+    pub fn used_pct(&self) -> u64 {
+        (self.total * 100)
+            .checked_div(self.max_connections)
+            .unwrap_or(0)
+    }
+
+    /// Parses `application_name | client_addr | count` rows and `max_connections`.
+    pub fn from_rows(
+        endpoint: &str,
+        max_connections: u64,
+        rows: &[Vec<Option<String>>],
+    ) -> PostgresConnections {
+        let mut clients: Vec<PgClients> = rows
+            .iter()
+            .map(|r| {
+                let cell = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+                PgClients {
+                    application_name: cell(0),
+                    client_addr: match cell(1) {
+                        a if a.is_empty() => "local".into(),
+                        a => a,
+                    },
+                    count: cell(2).parse().unwrap_or(0),
+                }
+            })
+            .collect();
+        clients.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.application_name.cmp(&b.application_name))
+                .then_with(|| a.client_addr.cmp(&b.client_addr))
+        });
+        PostgresConnections {
+            endpoint: endpoint.to_string(),
+            max_connections,
+            total: clients.iter().map(|c| c.count).sum(),
+            clients,
+            error: None,
+        }
+    }
+
+    /// `iam-service@10.42.0.17 x40`-style names of the top clients.
+    pub fn top(&self, n: usize) -> String {
+        self.clients
+            .iter()
+            .take(n)
+            .map(|c| {
+                let app = if c.application_name.is_empty() {
+                    "(no name)"
+                } else {
+                    &c.application_name
+                };
+                format!("{app}@{} x{}", c.client_addr, c.count)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl PgbouncerSnapshot {
+    /// A snapshot for a console that refused the login: no PgBouncer data, only the refusal
+    /// and what Postgres says.
+    pub fn refused(
+        refusal: ConsoleRefusal,
+        postgres: Option<PostgresConnections>,
+        now: Timestamp,
+        thresholds: Thresholds,
+    ) -> PgbouncerSnapshot {
+        PgbouncerSnapshot {
+            version: String::new(),
+            pools: Vec::new(),
+            databases: Vec::new(),
+            stats: Vec::new(),
+            history: Vec::new(),
+            taken_at: now,
+            thresholds,
+            refused: Some(refusal),
+            postgres,
+        }
+    }
 }
 
 /// Parses `SHOW VERSION` (one column, `version`).
@@ -361,6 +507,8 @@ pub fn build(
         history,
         taken_at: now,
         thresholds,
+        refused: None,
+        postgres: None,
     }
 }
 
@@ -373,6 +521,7 @@ fn pool_name(p: &PoolRow) -> String {
 pub fn findings(snap: &PgbouncerSnapshot, now: Timestamp) -> Vec<RawFinding> {
     let t = snap.thresholds;
     let mut out = Vec::new();
+    console_and_postgres_findings(snap, &mut out);
     let databases: BTreeMap<&str, &DatabaseRow> = snap
         .databases
         .iter()
@@ -456,6 +605,57 @@ pub fn findings(snap: &PgbouncerSnapshot, now: Timestamp) -> Vec<RawFinding> {
     out
 }
 
+/// The findings of the refusal and of Postgres's connections (part of [`findings`]).
+fn console_and_postgres_findings(snap: &PgbouncerSnapshot, out: &mut Vec<RawFinding>) {
+    if let Some(r) = &snap.refused {
+        out.push(RawFinding::new(
+            Severity::Warn,
+            SOURCE,
+            "console-refused",
+            format!(
+                "PgBouncer's admin console refuses user {:?} ({}): it admits only admin_users and stats_users. To see pools, set STATS_USERS {}",
+                r.user,
+                r.detail,
+                r.fix()
+            ),
+        ));
+    }
+    let Some(pg) = &snap.postgres else {
+        return;
+    };
+    if let Some(e) = &pg.error {
+        out.push(RawFinding::new(
+            Severity::Warn,
+            SOURCE,
+            "postgres",
+            format!(
+                "Postgres connections at {} cannot be read: {e}",
+                pg.endpoint
+            ),
+        ));
+        return;
+    }
+    let pct = pg.used_pct();
+    if pg.max_connections > 0 && pct > PG_WARN_PCT {
+        let sev = if pct >= PG_CRIT_PCT {
+            Severity::Crit
+        } else {
+            Severity::Warn
+        };
+        out.push(RawFinding::new(
+            sev,
+            SOURCE,
+            "postgres-connections",
+            format!(
+                "Postgres has {} of max_connections {} in use ({pct}%); most from {}: services connecting directly bypass PgBouncer's pool",
+                pg.total,
+                pg.max_connections,
+                pg.top(3)
+            ),
+        ));
+    }
+}
+
 /// The finding for a failing console: `reason` is the source's `FeatureFailing` reason, which
 /// already says whether it was unreachable or refused the login.
 pub fn failing(reason: &str) -> RawFinding {
@@ -464,6 +664,27 @@ pub fn failing(reason: &str) -> RawFinding {
 
 /// The `pgbouncer` object of `status --json` (interfaces.md; no `stale` key).
 pub fn to_json(snap: &PgbouncerSnapshot) -> Value {
+    let mut v = to_json_console(snap);
+    if let Some(r) = &snap.refused {
+        v["console_refused"] = json!({"user": r.user, "detail": r.detail, "fix": r.fix()});
+    }
+    if let Some(pg) = &snap.postgres {
+        v["postgres"] = json!({
+            "endpoint": pg.endpoint,
+            "max_connections": pg.max_connections,
+            "total": pg.total,
+            "clients": pg.clients.iter().map(|c| json!({
+                "application_name": c.application_name,
+                "client_addr": c.client_addr,
+                "count": c.count,
+            })).collect::<Vec<_>>(),
+            "error": pg.error,
+        });
+    }
+    v
+}
+
+fn to_json_console(snap: &PgbouncerSnapshot) -> Value {
     json!({
         "version": snap.version,
         "pools": snap.pools.iter().map(|p| json!({
@@ -708,5 +929,63 @@ mod tests {
         assert!(pool["maxwait_s"].is_f64());
         assert!(j.get("stale").is_none());
         assert_eq!(j["databases"][0]["name"], "goapps");
+    }
+
+    #[test]
+    fn a_refused_console_says_what_to_change_and_postgres_shows_direct_clients() {
+        let rows = vec![
+            vec![
+                Some("iam-service".into()),
+                Some("10.42.0.17".into()),
+                Some("70".into()),
+            ],
+            vec![
+                Some("finance-service".into()),
+                Some("10.42.0.18".into()),
+                Some("15".into()),
+            ],
+            vec![None, None, Some("1".into())],
+        ];
+        let pg = PostgresConnections::from_rows("database/postgres:5432", 100, &rows);
+        assert_eq!((pg.total, pg.used_pct()), (86, 86));
+        let snap = PgbouncerSnapshot::refused(
+            ConsoleRefusal {
+                user: "stgapps".into(),
+                detail: "not allowed (08P01)".into(),
+            },
+            Some(pg),
+            Timestamp::from_second(1_800_000_000).unwrap(),
+            Thresholds::default(),
+        );
+        let f = findings(&snap, snap.taken_at);
+        let keys: Vec<(&str, Severity)> = f.iter().map(|f| (f.key.as_str(), f.severity)).collect();
+        assert_eq!(
+            keys,
+            [
+                ("console-refused", Severity::Warn),
+                ("postgres-connections", Severity::Warn)
+            ]
+        );
+        assert!(
+            f[0].message
+                .contains("env:\n  - name: STATS_USERS\n    value: \"stgapps\""),
+            "{}",
+            f[0].message
+        );
+        assert!(
+            f[1].message.contains("86 of max_connections 100"),
+            "{}",
+            f[1].message
+        );
+        assert!(
+            f[1].message.contains("iam-service@10.42.0.17 x70"),
+            "{}",
+            f[1].message
+        );
+        let j = to_json(&snap);
+        assert_eq!(j["console_refused"]["user"], "stgapps");
+        assert_eq!(j["postgres"]["total"], 86);
+        assert_eq!(j["postgres"]["clients"][2]["client_addr"], "local");
+        assert_eq!(j["pools"], json!([]));
     }
 }

@@ -152,8 +152,20 @@ impl RedisSnapshot {
             .then(|| (self.taken_at.as_second() - self.rdb_last_save_time).max(0))
     }
 
-    fn persistence_on(&self) -> bool {
-        self.aof_enabled || self.rdb_enabled() == Some(true)
+    /// Whether anything is written to disk (AOF, or RDB save points, or a save seen).
+    pub fn persistence_on(&self) -> bool {
+        self.aof_enabled
+            || self.rdb_enabled() == Some(true)
+            || (self.rdb_enabled().is_none() && self.has_saved())
+    }
+
+    /// `RDB`, `AOF` or `RDB+AOF`: what is written to the data dir.
+    pub fn persistence_kind(&self) -> &'static str {
+        match (self.rdb_enabled() != Some(false), self.aof_enabled) {
+            (true, true) => "RDB+AOF",
+            (false, true) => "AOF",
+            _ => "RDB",
+        }
     }
 }
 
@@ -230,28 +242,24 @@ pub fn findings(snap: &RedisSnapshot, _now: Timestamp) -> Vec<RawFinding> {
             ));
         }
     }
+    // Three distinct states: no persistence at all (critical, above), persistence written into
+    // an emptyDir (warn: survives a container restart, lost when the pod is replaced) and
+    // persistence on a persistent volume (fine). Without persistence the volume adds nothing.
     if let Some(v) = &snap.volume
         && v.kind.as_deref() == Some("emptyDir")
+        && snap.persistence_on()
     {
         let name = v.name.as_deref().unwrap_or("data");
-        let (sev, msg) = if snap.persistence_on() {
-            (
-                Severity::Crit,
-                format!(
-                    "persistence is on but {} keeps it on emptyDir volume {name}: the files are lost when the pod is rescheduled; use a PersistentVolumeClaim",
-                    v.workload
-                ),
-            )
-        } else {
-            (
-                Severity::Warn,
-                format!(
-                    "{} keeps its data on emptyDir volume {name}: it is lost when the pod is rescheduled",
-                    v.workload
-                ),
-            )
-        };
-        out.push(RawFinding::new(sev, SOURCE, "emptydir", msg));
+        out.push(RawFinding::new(
+            Severity::Warn,
+            SOURCE,
+            "emptydir",
+            format!(
+                "{} on emptyDir: lost when the pod is replaced ({} volume {name}; it survives only a container restart); use a PersistentVolumeClaim",
+                snap.persistence_kind(),
+                v.workload
+            ),
+        ));
     }
     out
 }
@@ -386,22 +394,42 @@ mod tests {
     }
 
     #[test]
-    fn empty_dir_warns_and_is_critical_with_persistence_on() {
-        let vol = VolumeCheck {
+    fn rdb_on_empty_dir_warns_no_persistence_is_critical_and_a_pvc_is_fine() {
+        let vol = |kind: &str| VolumeCheck {
             workload: "database/deployment/redis".into(),
             name: Some("redis-data".into()),
-            kind: Some("emptyDir".into()),
+            kind: Some(kind.into()),
             error: None,
         };
         let mut off = snap("", "", "no");
-        off.volume = Some(vol.clone());
-        let f = findings(&off, off.taken_at);
-        let e = f.iter().find(|f| f.key == "emptydir").unwrap();
-        assert_eq!(e.severity, Severity::Warn);
-        assert!(e.message.contains("redis-data"));
-        let mut on = snap("aof_enabled:1\r\n", "", "yes");
-        on.volume = Some(vol);
-        assert_eq!(findings(&on, on.taken_at)[0].severity, Severity::Crit);
-        assert_eq!(to_json(&on)["volume"], "emptyDir");
+        off.volume = Some(vol("emptyDir"));
+        assert_eq!(keys(&off), ["no-persistence"]);
+        let mut rdb = snap("", "3600 1 300 100 60 10000", "no");
+        rdb.volume = Some(vol("emptyDir"));
+        let f = findings(&rdb, rdb.taken_at);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            (f[0].key.as_str(), f[0].severity),
+            ("emptydir", Severity::Warn)
+        );
+        assert!(
+            f[0].message
+                .starts_with("RDB on emptyDir: lost when the pod is replaced"),
+            "{}",
+            f[0].message
+        );
+        assert!(f[0].message.contains("redis-data"));
+        rdb.volume = Some(vol("persistentVolumeClaim"));
+        assert!(findings(&rdb, rdb.taken_at).is_empty());
+        let mut aof = snap("aof_enabled:1\r\n", "", "yes");
+        aof.volume = Some(vol("emptyDir"));
+        let f = findings(&aof, aof.taken_at);
+        assert_eq!(f[0].severity, Severity::Warn);
+        assert!(
+            f[0].message.starts_with("AOF on emptyDir"),
+            "{}",
+            f[0].message
+        );
+        assert_eq!(to_json(&aof)["volume"], "emptyDir");
     }
 }

@@ -106,6 +106,13 @@ pub struct ArgocdSettings {
     pub ca_file: Option<PathBuf>,
     pub insecure_skip_verify: bool,
     pub poll: Duration,
+    /// `base_path = "/argocd"`: the server's `--rootpath`. Unset: found at connect time (see
+    /// [`probe_root_path`]).
+    pub base_path: Option<String>,
+    /// `tls = true|false` for an `address`/`service` endpoint; see [`endpoint_tls`].
+    pub tls: Option<bool>,
+    /// `ci_sync = "GLOB"`: the apps CI also syncs on every push (shown in the app detail).
+    pub ci_sync: String,
     auth: AuthSpec,
 }
 
@@ -118,7 +125,7 @@ impl ArgocdSettings {
             .as_ref()
             .ok_or_else(|| cfg("no [cluster.argocd] table".into()))?;
         let endpoint = Endpoint::from_table(t).map_err(cfg)?.ok_or_else(|| {
-            cfg("needs url = \"https://...\" or service = \"argocd/argocd-server:443\"".into())
+            cfg("needs url = \"http(s)://...\" or service = \"argocd/argocd-server:80\"".into())
         })?;
         let ca_file = t.get("ca_file").and_then(|v| v.as_str()).map(PathBuf::from);
         let insecure_skip_verify = t
@@ -151,11 +158,24 @@ impl ArgocdSettings {
                 return Err(cfg("a password needs a user (e.g. user = \"admin\")".into()));
             }
         };
+        let base_path = t
+            .get("base_path")
+            .and_then(|v| v.as_str())
+            .map(normalize_base_path);
+        let tls = t.get("tls").and_then(toml::Value::as_bool);
+        let ci_sync = t
+            .get("ci_sync")
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_string();
         Ok(ArgocdSettings {
             endpoint,
             ca_file,
             insecure_skip_verify,
             poll,
+            base_path,
+            tls,
+            ci_sync,
             auth,
         })
     }
@@ -166,19 +186,84 @@ pub fn configured(cluster: &ClusterConfig) -> bool {
     cluster.argocd.is_some()
 }
 
-/// The base URL for an endpoint. The one place that turns configuration into a place to
-/// connect to, so port-forwarded services can be swapped in here.
-pub async fn connect_url(endpoint: &Endpoint) -> Result<String, ArgoError> {
-    match endpoint {
+/// `"argocd"`, `"/argocd/"` → `"/argocd"`; `"/"` and `""` → `""`.
+pub fn normalize_base_path(p: &str) -> String {
+    let p = p.trim().trim_matches('/');
+    if p.is_empty() {
+        String::new()
+    } else {
+        format!("/{p}")
+    }
+}
+
+/// Whether an `address`/`service` endpoint is dialled with TLS. `tls = true|false` decides
+/// when given; otherwise port 80 (or a port named `http`) is plain HTTP, as the argo-cd chart's
+/// Service maps it with `server.insecure=true` (the goapps fleet), and any other port HTTPS.
+/// A `url` carries its own scheme.
+pub fn endpoint_tls(endpoint: &Endpoint, tls: Option<bool>) -> bool {
+    use crate::config::PortRef;
+    if let Some(t) = tls {
+        return t;
+    }
+    let port = match endpoint {
+        Endpoint::Url(u) => return u.starts_with("https://"),
+        Endpoint::Address { port, .. } => PortRef::Number(*port),
+        Endpoint::Service { port, .. } => port.clone(),
+    };
+    !matches!(port, PortRef::Number(80)) && !matches!(&port, PortRef::Name(n) if n == "http")
+}
+
+/// The base URL for an endpoint, without the root path: the one place that turns
+/// configuration into a place to connect to. A `service` is reached through the port-forward
+/// machinery (a local address).
+pub async fn connect_url(
+    cluster: &ClusterConfig,
+    endpoint: &Endpoint,
+    tls: Option<bool>,
+) -> Result<String, ArgoError> {
+    let scheme = if endpoint_tls(endpoint, tls) {
+        "https"
+    } else {
+        "http"
+    };
+    let reached = super::reachable_endpoint(cluster, endpoint)
+        .await
+        .map_err(|reason| ArgoError::Transport {
+            url: endpoint.to_string(),
+            what: "the port-forward".into(),
+            reason,
+        })?;
+    match reached {
         Endpoint::Url(u) => Ok(u.trim_end_matches('/').to_string()),
-        // ArgoCD's API server speaks HTTPS on its port.
         Endpoint::Address { host, port } if host.contains(':') => {
-            Ok(format!("https://[{host}]:{port}"))
+            Ok(format!("{scheme}://[{host}]:{port}"))
         }
-        Endpoint::Address { host, port } => Ok(format!("https://{host}:{port}")),
-        Endpoint::Service { .. } => Err(ArgoError::Config(
-            "service endpoints need the port-forward machinery".into(),
-        )),
+        Endpoint::Address { host, port } => Ok(format!("{scheme}://{host}:{port}")),
+        Endpoint::Service { .. } => Err(ArgoError::Config(format!(
+            "{endpoint}: the port-forward gave no local address"
+        ))),
+    }
+}
+
+/// ArgoCD's `--rootpath` when `base_path` is not configured: the API answers (anything but
+/// 404, e.g. 401 to an anonymous caller) at `BASE/api/version` without one, and at
+/// `BASE/argocd/api/version` with the goapps fleet's `--rootpath=/argocd` (only `/healthz`
+/// sits at the root then). A URL that already holds a path is taken as it is.
+pub async fn probe_root_path(http: &reqwest::Client, base: &str) -> String {
+    let has_path = reqwest::Url::parse(base).is_ok_and(|u| !u.path().trim_matches('/').is_empty());
+    if has_path {
+        return String::new();
+    }
+    let status = |path: &'static str| {
+        let req = http
+            .get(format!("{base}{path}/api/version"))
+            .timeout(Duration::from_secs(5));
+        async move { req.send().await.ok().map(|r| r.status().as_u16()) }
+    };
+    if status("").await == Some(404) && status("/argocd").await.is_some_and(|s| s != 404) {
+        "/argocd".into()
+    } else {
+        String::new()
     }
 }
 
@@ -398,7 +483,7 @@ impl ArgocdClient {
     /// first request.
     pub async fn connect(cluster: &ClusterConfig) -> Result<ArgocdClient, ArgoError> {
         let settings = ArgocdSettings::from_cluster(cluster)?;
-        let base = connect_url(&settings.endpoint).await?;
+        let base = connect_url(cluster, &settings.endpoint, settings.tls).await?;
         let tls = tls::config(settings.ca_file.as_deref(), settings.insecure_skip_verify)
             .map_err(|m| ArgoError::Config(format!("ArgoCD at {base}: {m}")))?;
         let http = reqwest::Client::builder()
@@ -406,6 +491,11 @@ impl ArgocdClient {
             .connect_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| ArgoError::Config(format!("ArgoCD at {base}: HTTP client: {e}")))?;
+        let root = match &settings.base_path {
+            Some(p) => p.clone(),
+            None => probe_root_path(&http, &base).await,
+        };
+        let base = format!("{base}{root}");
         Ok(ArgocdClient {
             http,
             base,
@@ -1273,6 +1363,7 @@ struct Reporter {
     tx: UnboundedSender<SourceEvent>,
     endpoint: String,
     insecure: bool,
+    ci_sync: String,
     failing: Option<String>,
 }
 
@@ -1284,6 +1375,7 @@ impl Reporter {
             insecure: self.insecure,
             mode,
             apps: apps.values().cloned().collect(),
+            ci_sync: self.ci_sync.clone(),
         };
         self.tx
             .send(SourceEvent {
@@ -1363,11 +1455,13 @@ pub async fn run(
         tx,
         endpoint: String::new(),
         insecure: false,
+        ci_sync: String::new(),
         failing: None,
     };
-    let poll = ArgocdSettings::from_cluster(&cluster)
-        .map(|s| s.poll)
-        .unwrap_or(DEFAULT_POLL);
+    let (poll, ci_sync) = ArgocdSettings::from_cluster(&cluster)
+        .map(|s| (s.poll, s.ci_sync))
+        .unwrap_or((DEFAULT_POLL, String::new()));
+    reporter.ci_sync = ci_sync;
     let mut client = loop {
         match ArgocdClient::connect(&cluster).await {
             Ok(c) => break c,
@@ -1696,18 +1790,22 @@ mod tests {
         assert_eq!(s.sync, SyncStatus::Unknown);
     }
 
-    #[tokio::test]
-    async fn service_endpoints_wait_for_the_port_forward_machinery() {
-        let e = Endpoint::Service {
+    #[test]
+    fn port_80_is_plain_http_unless_tls_says_otherwise() {
+        use crate::config::PortRef;
+        let svc = |port| Endpoint::Service {
             namespace: "argocd".into(),
             name: "argocd-server".into(),
-            port: crate::config::PortRef::Number(443),
+            port,
         };
-        let err = connect_url(&e).await.expect_err("service");
-        assert_eq!(
-            err.to_string(),
-            "service endpoints need the port-forward machinery"
-        );
+        assert!(!endpoint_tls(&svc(PortRef::Number(80)), None));
+        assert!(!endpoint_tls(&svc(PortRef::Name("http".into())), None));
+        assert!(endpoint_tls(&svc(PortRef::Number(443)), None));
+        assert!(endpoint_tls(&svc(PortRef::Number(80)), Some(true)));
+        assert!(!endpoint_tls(&svc(PortRef::Number(443)), Some(false)));
+        assert!(!endpoint_tls(&Endpoint::Url("http://x".into()), None));
+        assert_eq!(normalize_base_path("argocd/"), "/argocd");
+        assert_eq!(normalize_base_path("/"), "");
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub const POLL: Duration = Duration::from_secs(60);
 pub const MAX_AGE: Duration = Duration::from_secs(8 * 3600 + 30 * 60);
 pub const RETENTION: Duration = Duration::from_secs(7 * 86_400);
 pub const MISSING_AFTER: Duration = Duration::from_secs(2 * 3600);
+/// The backup CronJobs' name prefix on the goapps fleet (`postgres-backup-morning`,
+/// `-afternoon`, `-night`). Not the label `app.kubernetes.io/part-of=goapps-backup`: the
+/// `minio-backup-to-disk` mirror carries it too, and its daily runs would hide missing dumps.
+pub const CRONJOB_PREFIX: &str = "postgres-backup-";
 /// One source's poll is abandoned after this.
 const SOURCE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Backups kept per source for the detail view and the size rule.
@@ -42,6 +46,7 @@ pub const KEEP_RECENT: usize = 30;
 pub enum SourceSpec {
     Cronjob {
         namespace: String,
+        /// CronJob name prefix; [`CRONJOB_PREFIX`] unless given (`prefix = ""` takes every name).
         prefix: Option<String>,
         selector: Option<String>,
     },
@@ -49,6 +54,8 @@ pub enum SourceSpec {
         endpoint: Endpoint,
         bucket: String,
         prefix: String,
+        /// Glob over the object name after the prefix (`*` unless given).
+        pattern: String,
         region: String,
         access_key: Option<SecretRef>,
         secret_key: Option<SecretRef>,
@@ -65,6 +72,11 @@ pub enum SourceSpec {
 pub struct SourceConfig {
     pub name: String,
     pub spec: SourceSpec,
+    /// This source's own RPO (`max_age`), e.g. a daily mirror's; the table's otherwise.
+    pub max_age: Option<Duration>,
+    /// `mirror = true`: a copy of other backups (the `minio-backup-to-disk` CronJob): aged on
+    /// its own, never "the newest backup", never checked for missing dumps.
+    pub mirror: bool,
 }
 
 impl SourceConfig {
@@ -83,17 +95,27 @@ impl SourceConfig {
                 namespace,
                 prefix,
                 selector,
-            } => match (prefix, selector) {
-                (_, Some(s)) => format!("CronJobs in {namespace} with {s}"),
-                (Some(p), None) => format!("CronJobs {namespace}/{p}*"),
-                (None, None) => format!("CronJobs in {namespace}"),
+            } => match (prefix.as_deref(), selector) {
+                (Some(""), Some(s)) => format!("CronJobs in {namespace} with {s}"),
+                (Some(""), None) => format!("CronJobs in {namespace}"),
+                (p, Some(s)) => {
+                    format!(
+                        "CronJobs {namespace}/{}* with {s}",
+                        p.unwrap_or(CRONJOB_PREFIX)
+                    )
+                }
+                (p, None) => format!("CronJobs {namespace}/{}*", p.unwrap_or(CRONJOB_PREFIX)),
             },
             SourceSpec::S3 {
                 endpoint,
                 bucket,
                 prefix,
+                pattern,
                 ..
-            } => format!("s3 {bucket}/{prefix} at {endpoint}"),
+            } => {
+                let pattern = if pattern == "*" { "" } else { pattern };
+                format!("s3 {bucket}/{prefix}{pattern} at {endpoint}")
+            }
             SourceSpec::Dir { path, pattern, .. } => format!("{}/{pattern}", path.display()),
         }
     }
@@ -142,6 +164,7 @@ impl BackupsConfig {
                     })?,
                     bucket: get("bucket").ok_or_else(|| at("bucket is missing".into()))?,
                     prefix: get("prefix").unwrap_or_default(),
+                    pattern: get("pattern").unwrap_or_else(|| "*".into()),
                     region: get("region").unwrap_or_else(|| "us-east-1".into()),
                     access_key: SecretRef::from_table(s, "access_key").map_err(at)?,
                     secret_key: SecretRef::from_table(s, "secret_key").map_err(at)?,
@@ -159,7 +182,20 @@ impl BackupsConfig {
                     )));
                 }
             };
-            out.push(SourceConfig { name, spec });
+            let max_age = match s.get("max_age").and_then(toml::Value::as_str) {
+                Some(d) => Some(parse_duration(d).map_err(|e| at(format!("max_age: {e}")))?),
+                None => None,
+            };
+            let mirror = s
+                .get("mirror")
+                .and_then(toml::Value::as_bool)
+                .unwrap_or(false);
+            out.push(SourceConfig {
+                name,
+                spec,
+                max_age,
+                mirror,
+            });
         }
         Ok(BackupsConfig {
             max_age: duration_key(t, "max_age", MAX_AGE)?,
@@ -420,6 +456,7 @@ async fn s3_lister(cluster: &ClusterConfig, spec: &SourceSpec) -> Result<s3::S3L
         region,
         access_key,
         secret_key,
+        ..
     } = spec
     else {
         return Err("not an s3 source".into());
@@ -482,7 +519,11 @@ pub async fn poll_source(
             }
             SourceSpec::S3 { .. } => {
                 let lister = s3_lister(cluster, &source.spec).await?;
-                let all = lister.list_all().await.map_err(|e| e.to_string())?;
+                let SourceSpec::S3 { pattern, .. } = &source.spec else {
+                    unreachable!("matched above")
+                };
+                let mut all = lister.list_all().await.map_err(|e| e.to_string())?;
+                all.retain(|o| glob_match(pattern, &o.name));
                 status.set_listing(all, now, config.retention, KEEP_RECENT);
             }
             SourceSpec::Cronjob {
@@ -490,11 +531,12 @@ pub async fn poll_source(
                 prefix,
                 selector,
             } => {
+                let prefix = prefix.as_deref().unwrap_or(CRONJOB_PREFIX);
                 let (cronjobs, runs) = poll_cronjobs(
                     cluster,
                     watches,
                     namespace,
-                    prefix.as_deref(),
+                    Some(prefix).filter(|p| !p.is_empty()),
                     selector.as_deref(),
                 )
                 .await?;
@@ -546,7 +588,12 @@ pub fn initial_statuses(config: &BackupsConfig) -> Vec<SourceStatus> {
     config
         .sources
         .iter()
-        .map(|s| SourceStatus::new(&s.name, s.kind(), s.location()))
+        .map(|s| {
+            let mut st = SourceStatus::new(&s.name, s.kind(), s.location());
+            st.max_age = s.max_age;
+            st.mirror = s.mirror;
+            st
+        })
         .collect()
 }
 

@@ -45,6 +45,46 @@ pub enum PgbouncerError {
     },
     #[error("PgBouncer console at {addr}: {0}", addr = .1)]
     Parse(pgbouncer::ParseError, String),
+    /// The login was right but the console admits only `admin_users`/`stats_users`.
+    #[error(
+        "PgBouncer console at {addr} refused user {user:?}: {detail}; it admits only admin_users and stats_users: set STATS_USERS in the pgbouncer Deployment"
+    )]
+    Refused {
+        addr: String,
+        user: String,
+        detail: String,
+    },
+}
+
+/// `[cluster.pgbouncer.postgres]`: the Postgres behind PgBouncer, read for `pg_stat_activity`
+/// (who holds connections, PgBouncer or direct) and `max_connections`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PostgresTarget {
+    pub endpoint: Endpoint,
+    /// Default `postgres`.
+    pub user: String,
+    pub password: Option<SecretRef>,
+    /// Default `postgres`.
+    pub database: String,
+}
+
+impl PostgresTarget {
+    fn from_table(t: &toml::Table) -> Result<PostgresTarget, String> {
+        let get = |k: &str, d: &str| {
+            t.get(k)
+                .and_then(toml::Value::as_str)
+                .unwrap_or(d)
+                .to_string()
+        };
+        Ok(PostgresTarget {
+            endpoint: Endpoint::from_table(t)?.ok_or(
+                "postgres: needs an endpoint: address = \"host:port\" or service = \"database/postgres:5432\"",
+            )?,
+            user: get("user", "postgres"),
+            password: SecretRef::from_table(t, "password").map_err(|e| format!("postgres: {e}"))?,
+            database: get("database", "postgres"),
+        })
+    }
 }
 
 /// The `[cluster.pgbouncer]` table, read.
@@ -55,11 +95,13 @@ pub struct PgbouncerConfig {
     pub password: Option<SecretRef>,
     pub poll: Duration,
     pub thresholds: Thresholds,
+    pub postgres: Option<PostgresTarget>,
 }
 
 impl PgbouncerConfig {
-    /// Reads the table (already checked by `config check`); defaults: user `pgbouncer`,
-    /// poll 2s, wait_warn 1s, wait_crit 5s.
+    /// Reads the table (already checked by `config check`); defaults: user `postgres` (the
+    /// only user the edoburu/pgbouncer image admits to its console unless STATS_USERS or
+    /// ADMIN_USERS is set), poll 2s, wait_warn 1s, wait_crit 5s.
     pub fn from_table(t: &toml::Table) -> Result<PgbouncerConfig, String> {
         let endpoint = Endpoint::from_table(t)?
             .ok_or("needs an endpoint: address = \"host:port\" or service = \"ns/name:port\"")?;
@@ -74,13 +116,17 @@ impl PgbouncerConfig {
             user: t
                 .get("user")
                 .and_then(toml::Value::as_str)
-                .unwrap_or("pgbouncer")
+                .unwrap_or("postgres")
                 .to_string(),
             password: SecretRef::from_table(t, "password")?,
             poll: dur("poll", 2)?.max(Duration::from_millis(100)),
             thresholds: Thresholds {
                 wait_warn: dur("wait_warn", 1)?,
                 wait_crit: dur("wait_crit", 5)?,
+            },
+            postgres: match t.get("postgres").and_then(toml::Value::as_table) {
+                Some(p) => Some(PostgresTarget::from_table(p)?),
+                None => None,
             },
         })
     }
@@ -319,7 +365,18 @@ fn classify_login(e: &tokio_postgres::Error, addr: String, user: &str) -> Pgboun
         || ["authentication", "password", "not allowed", "no such user"]
             .iter()
             .any(|w| lower.contains(w));
-    if auth {
+    // PgBouncer says `not allowed` to a user that logged in but is in neither admin_users nor
+    // stats_users, and `no such user` when it is not in the auth file either (1.2x).
+    let refused = ["not allowed", "no such user"]
+        .iter()
+        .any(|w| lower.contains(w));
+    if refused {
+        PgbouncerError::Refused {
+            addr,
+            user: user.to_string(),
+            detail,
+        }
+    } else if auth {
         PgbouncerError::Auth {
             addr,
             user: user.to_string(),
@@ -340,6 +397,103 @@ struct PgbouncerPoller {
     config: PgbouncerConfig,
     console: Option<Console>,
     prev: Option<Arc<PgbouncerSnapshot>>,
+    postgres: Option<tokio_postgres::Client>,
+}
+
+/// Who holds Postgres's connections: client backends by application and address.
+const PG_ACTIVITY: &str = "SELECT coalesce(application_name, ''), coalesce(host(client_addr), ''), count(*) \
+     FROM pg_stat_activity WHERE backend_type = 'client backend' GROUP BY 1, 2";
+
+/// Connects to Postgres (`[cluster.pgbouncer.postgres]`).
+async fn connect_postgres(
+    cluster: &ClusterConfig,
+    target: &PostgresTarget,
+) -> Result<tokio_postgres::Client, String> {
+    let password = match &target.password {
+        Some(s) => Some(
+            resolve_secret(cluster, s)
+                .await
+                .map_err(|e| format!("password: {e}"))?,
+        ),
+        None => None,
+    };
+    let endpoint = super::reachable_endpoint(cluster, &target.endpoint).await?;
+    let stream = connect_endpoint(&endpoint).await?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(&target.user)
+        .dbname(&target.database)
+        .application_name("opsdeck");
+    if let Some(p) = &password {
+        config.password(p);
+    }
+    let (client, connection) =
+        tokio::time::timeout(TIMEOUT, config.connect_raw(stream, tokio_postgres::NoTls))
+            .await
+            .map_err(|_| format!("no login answer within {}s", TIMEOUT.as_secs()))?
+            .map_err(|e| describe(&e))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
+/// One read of `max_connections` and `pg_stat_activity` (the console's own connection
+/// included: it is one of them).
+async fn read_postgres(
+    client: &tokio_postgres::Client,
+    endpoint: &str,
+) -> Result<pgbouncer::PostgresConnections, String> {
+    let q = format!("SHOW max_connections; {PG_ACTIVITY}");
+    let messages = tokio::time::timeout(TIMEOUT, client.simple_query(&q))
+        .await
+        .map_err(|_| format!("no answer within {}s", TIMEOUT.as_secs()))?
+        .map_err(|e| describe(&e))?;
+    let t = tables(&messages);
+    let max = t
+        .first()
+        .and_then(|t| t.rows.first())
+        .and_then(|r| r.first().cloned().flatten())
+        .and_then(|v| v.parse().ok())
+        .ok_or("SHOW max_connections gave no number")?;
+    let rows = t.get(1).map(|t| t.rows.as_slice()).unwrap_or_default();
+    Ok(pgbouncer::PostgresConnections::from_rows(
+        endpoint, max, rows,
+    ))
+}
+
+impl PgbouncerPoller {
+    /// Postgres's connections when configured; a failure is kept in the data, not raised.
+    async fn postgres(&mut self) -> Option<pgbouncer::PostgresConnections> {
+        let target = self.config.postgres.clone()?;
+        let where_ = target.endpoint.to_string();
+        if self.postgres.as_ref().is_none_or(|c| c.is_closed()) {
+            match connect_postgres(&self.cluster, &target).await {
+                Ok(c) => self.postgres = Some(c),
+                Err(e) => return Some(postgres_error(&where_, e)),
+            }
+        }
+        let client = self.postgres.as_ref()?;
+        match read_postgres(client, &where_).await {
+            Ok(p) => Some(p),
+            Err(e) => {
+                self.postgres = None;
+                Some(postgres_error(&where_, e))
+            }
+        }
+    }
+}
+
+fn postgres_error(endpoint: &str, e: String) -> pgbouncer::PostgresConnections {
+    pgbouncer::PostgresConnections {
+        endpoint: endpoint.to_string(),
+        max_connections: 0,
+        total: 0,
+        clients: Vec::new(),
+        error: Some(e),
+    }
 }
 
 impl super::Poller for PgbouncerPoller {
@@ -374,6 +528,22 @@ impl super::Poller for PgbouncerPoller {
             }
         }
         .await;
+        let result = match result {
+            Err(PgbouncerError::Refused { user, detail, .. }) => Ok(PgbouncerSnapshot::refused(
+                pgbouncer::ConsoleRefusal { user, detail },
+                None,
+                jiff::Timestamp::now(),
+                self.config.thresholds,
+            )),
+            other => other,
+        };
+        let result = match result {
+            Ok(mut snap) => {
+                snap.postgres = self.postgres().await;
+                Ok(snap)
+            }
+            Err(e) => Err(e),
+        };
         match result {
             Ok(snap) => {
                 let snap = Arc::new(snap);
@@ -412,6 +582,29 @@ pub async fn run(
         config,
         console: None,
         prev: None,
+        postgres: None,
     };
     super::poll_loop(index, Feature::Pgbouncer, every, &tx, &cancel, poller).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_sub_table_and_default_user() {
+        let t: toml::Table = toml::from_str(
+            "service = \"database/pgbouncer:5432\"\n[postgres]\nservice = \"database/postgres:5432\"\npassword_secret = \"database/postgres-secret:POSTGRES_PASSWORD\"\n",
+        )
+        .unwrap();
+        let c = PgbouncerConfig::from_table(&t).unwrap();
+        assert_eq!(c.user, "postgres");
+        let pg = c.postgres.expect("postgres");
+        assert_eq!(pg.endpoint.to_string(), "database/postgres:5432");
+        assert_eq!(
+            (pg.user.as_str(), pg.database.as_str()),
+            ("postgres", "postgres")
+        );
+        assert!(pg.password.is_some());
+    }
 }

@@ -103,7 +103,16 @@ pub fn render(frame: &mut Frame, area: Rect, state: &AppState, cluster: usize, t
         let inner = block.inner(detail);
         frame.render_widget(block, detail);
         let (visible, _) = super::scrolled(
-            tiles::argocd::app_detail(a, inner.width as usize, state.now, theme),
+            tiles::argocd::app_detail(
+                a,
+                c.argocd
+                    .data
+                    .as_deref()
+                    .is_some_and(|s| s.ci_synced(&a.name)),
+                inner.width as usize,
+                state.now,
+                theme,
+            ),
             inner,
             state.scroll,
         );

@@ -189,6 +189,15 @@ fn reason_of(e: &reqwest::Error) -> String {
     }
 }
 
+/// The part of a configured prefix sent to the server: up to its first `/`. B2 keeps both
+/// environments in one bucket under `staging/` and `production/`; moto (our test S3 server)
+/// mis-checks the signature of a query holding an encoded `/`, so the rest of the prefix is
+/// matched here, client-side, in [`S3Lister::list_all`]. Real stores get a narrower listing
+/// than the bucket anyway, and the result is the same.
+pub fn server_prefix(prefix: &str) -> &str {
+    prefix.split('/').next().unwrap_or("")
+}
+
 impl S3Lister {
     pub fn new(
         base: &str,
@@ -223,7 +232,7 @@ impl S3Lister {
         }
     }
 
-    /// One ListObjectsV2 page.
+    /// One ListObjectsV2 page (the server-side part of the prefix only; see [`server_prefix`]).
     pub async fn page(&self, token: Option<&str>) -> Result<Page, S3Error> {
         let url = reqwest::Url::parse(&format!("{}/{}", self.base, self.bucket))
             .map_err(|e| self.err_protocol(format!("bad url: {e}")))?;
@@ -233,8 +242,9 @@ impl S3Lister {
             (None, _) => return Err(self.err_protocol("the url has no host".into())),
         };
         let mut query = vec![("list-type".to_string(), "2".to_string())];
-        if !self.prefix.is_empty() {
-            query.push(("prefix".to_string(), self.prefix.clone()));
+        let server_prefix = server_prefix(&self.prefix);
+        if !server_prefix.is_empty() {
+            query.push(("prefix".to_string(), server_prefix.to_string()));
         }
         if let Some(t) = token {
             query.push(("continuation-token".to_string(), t.to_string()));
@@ -285,13 +295,17 @@ impl S3Lister {
         })
     }
 
-    /// Every object under the prefix, all pages.
+    /// Every object under the prefix, all pages, named by their whole key.
     pub async fn list_all(&self) -> Result<Vec<BackupObject>, S3Error> {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let page = self.page(token.as_deref()).await?;
-            out.extend(page.objects);
+            out.extend(
+                page.objects
+                    .into_iter()
+                    .filter(|o| o.name.starts_with(self.prefix.as_str())),
+            );
             match page.next {
                 Some(t) if Some(&t) != token.as_ref() => token = Some(t),
                 Some(_) => {

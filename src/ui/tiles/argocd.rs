@@ -216,6 +216,7 @@ pub fn tile(
 /// One application in full: state, images, last operation, conditions, resources, history.
 pub fn app_detail(
     a: &AppSummary,
+    ci_sync: bool,
     width: usize,
     now: Timestamp,
     theme: Theme,
@@ -260,11 +261,20 @@ pub fn app_detail(
     out.push(field(
         "auto-sync",
         if a.auto_sync {
-            "on".into()
+            "on: rollback refused; selfHeal reverts kubectl edits".into()
         } else {
             "off (manual)".into()
         },
     ));
+    if ci_sync {
+        out.push(
+            field(
+                "CI sync",
+                "also synced by CI on every push: hold the workflow too".into(),
+            )
+            .style(theme.severity(Some(Severity::Warn))),
+        );
+    }
     out.push(field("last sync", ago(now, a.last_synced_at)));
     if !a.health_message.is_empty() {
         out.push(field("health", a.health_message.clone()));
@@ -280,6 +290,15 @@ pub fn app_detail(
         } else {
             line
         });
+    }
+    if a.mutable_images().next().is_some() {
+        out.push(
+            field(
+                "rollback",
+                "rollout undo will not roll back: pin a SHA in git, sync".into(),
+            )
+            .style(theme.severity(Some(Severity::Warn))),
+        );
     }
     out.push(field("operation", operation_text(a, now)));
     for c in &a.conditions {
@@ -422,7 +441,7 @@ pub fn detail(
     ordered.extend(s.apps.iter().filter(|a| a.is_ok()));
     for a in ordered {
         lines.push(Line::raw(""));
-        lines.extend(app_detail(a, width, now, theme));
+        lines.extend(app_detail(a, s.ci_synced(&a.name), width, now, theme));
     }
     lines
 }

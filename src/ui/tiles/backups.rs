@@ -160,11 +160,20 @@ pub fn tile(
         };
         out.push(Line::styled(fit(&source_line(s, now), width), style));
     }
-    // The silent destination is the news; a plain age finding says less.
+    // An empty newest dump is the worst news (a restore from it restores nothing), then a
+    // silent destination; a plain age finding says less.
     let crit = raw
         .iter()
         .filter(|f| f.severity == Severity::Crit)
-        .min_by_key(|f| !f.key.ends_with(":missing"));
+        .min_by_key(|f| {
+            if f.key.ends_with(":small") {
+                0
+            } else if f.key.ends_with(":missing") {
+                1
+            } else {
+                2
+            }
+        });
     if let Some(f) = crit {
         out.push(Line::styled(
             fit(&f.message, width),
@@ -214,7 +223,13 @@ pub fn detail(
         out.push(Line::raw(""));
         out.push(Line::styled(
             fit(
-                &format!("{} ({}): {}", s.name, s.kind.as_str(), s.location),
+                &format!(
+                    "{} ({}{}): {}",
+                    s.name,
+                    s.kind.as_str(),
+                    if s.mirror { ", mirror" } else { "" },
+                    s.location
+                ),
                 width,
             ),
             theme.title(),
@@ -306,7 +321,8 @@ pub fn detail(
                     width,
                 ),
                 theme.severity(
-                    age_severity(age, snap.max_age).filter(|_| Some(o) == s.newest.as_ref()),
+                    age_severity(age, s.max_age.unwrap_or(snap.max_age))
+                        .filter(|_| Some(o) == s.newest.as_ref()),
                 ),
             ));
         }

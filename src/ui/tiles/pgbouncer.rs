@@ -5,7 +5,9 @@ use jiff::Timestamp;
 use ratatui::text::{Line, Span};
 
 use super::text::{fit, no_data, sparkline, stale_line, title, worst_of, wrapped};
-use crate::model::pgbouncer::{PgbouncerSnapshot, PoolRow, findings};
+use crate::model::pgbouncer::{
+    PG_CRIT_PCT, PG_WARN_PCT, PgbouncerSnapshot, PoolRow, PostgresConnections, findings,
+};
 use crate::model::{Severity, Stale};
 use crate::ui::Theme;
 
@@ -39,6 +41,98 @@ fn pools_by_urgency(snap: &PgbouncerSnapshot) -> Vec<&PoolRow> {
     pools
 }
 
+fn postgres_severity(pg: &PostgresConnections) -> Option<Severity> {
+    let pct = pg.used_pct();
+    if pg.error.is_some() {
+        Some(Severity::Warn)
+    } else if pg.max_connections == 0 || pct <= PG_WARN_PCT {
+        None
+    } else if pct >= PG_CRIT_PCT {
+        Some(Severity::Crit)
+    } else {
+        Some(Severity::Warn)
+    }
+}
+
+/// `postgres 86/100 conns (86%)` then the top clients, at most `rows` lines.
+fn postgres_lines(
+    pg: &PostgresConnections,
+    width: usize,
+    rows: usize,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let mut out = Vec::new();
+    if rows == 0 {
+        return out;
+    }
+    let sev = postgres_severity(pg);
+    let head = match &pg.error {
+        Some(e) => format!("postgres: {e}"),
+        None => format!(
+            "postgres {}/{} conns ({}%)",
+            pg.total,
+            pg.max_connections,
+            pg.used_pct()
+        ),
+    };
+    out.push(Line::styled(fit(&head, width), theme.severity(sev)));
+    for c in pg.clients.iter().take(rows - 1) {
+        let app = if c.application_name.is_empty() {
+            "(no name)"
+        } else {
+            &c.application_name
+        };
+        out.push(Line::styled(
+            fit(&format!("  {:>4} {app} {}", c.count, c.client_addr), width),
+            theme.dim(),
+        ));
+    }
+    out
+}
+
+/// The tile when the console refused the login: why, the fix, and what Postgres shows.
+fn refused_tile(
+    snap: &PgbouncerSnapshot,
+    stale: Option<&Stale>,
+    width: usize,
+    height: usize,
+    now: Timestamp,
+    theme: Theme,
+) -> Vec<Line<'static>> {
+    let raw = findings(snap, now);
+    let worst = worst_of(&raw, stale);
+    let mut out = vec![title("PgBouncer  console refused", worst, width, theme)];
+    if let Some(s) = stale {
+        out.push(stale_line(s, now, width, theme));
+    }
+    if let Some(r) = &snap.refused {
+        let warn = theme.severity(Some(Severity::Warn));
+        out.push(Line::styled(
+            fit(&format!("{:?} not in admin/stats_users", r.user), width),
+            warn,
+        ));
+        out.push(Line::styled(
+            fit(
+                &format!("fix: STATS_USERS={:?} in the Deployment", r.user),
+                width,
+            ),
+            warn,
+        ));
+    }
+    match &snap.postgres {
+        Some(pg) => {
+            let rows = height.saturating_sub(out.len());
+            out.extend(postgres_lines(pg, width, rows, theme));
+        }
+        None => out.push(Line::styled(
+            fit("add [cluster.pgbouncer.postgres] for conns", width),
+            theme.dim(),
+        )),
+    }
+    out.truncate(height);
+    out
+}
+
 /// The compact tile for a cluster column.
 pub fn tile(
     snap: Option<&PgbouncerSnapshot>,
@@ -51,6 +145,17 @@ pub fn tile(
     let Some(snap) = snap else {
         return no_data("PgBouncer", stale, width, height, now, theme);
     };
+    if snap.refused.is_some() {
+        return refused_tile(snap, stale, width, height, now, theme);
+    }
+    // Postgres's own count, when configured, takes the last line (or two, in trouble).
+    let pg_rows = match &snap.postgres {
+        Some(pg) if postgres_severity(pg).is_some() && height >= 6 => 2,
+        Some(_) if height >= 5 => 1,
+        _ => 0,
+    };
+    let height_all = height;
+    let height = height - pg_rows;
     let mut out = Vec::new();
     let raw = findings(snap, now);
     let worst = worst_of(&raw, stale);
@@ -126,6 +231,10 @@ pub fn tile(
         ]));
     }
     out.truncate(height);
+    if let Some(pg) = &snap.postgres {
+        out.extend(postgres_lines(pg, width, pg_rows, theme));
+    }
+    out.truncate(height_all);
     out
 }
 
@@ -165,11 +274,37 @@ pub fn detail(
         ));
     }
     for f in findings(snap, now) {
+        // The refusal's fix is a YAML snippet: shown line by line below.
+        let message = f.message.split('\n').next().unwrap_or_default().to_string();
         out.extend(wrapped(
-            &format!("{} {}", f.severity.label(), f.message),
+            &format!("{} {}", f.severity.label(), message),
             width,
             theme.severity(Some(f.severity)),
         ));
+        if f.key == "console-refused"
+            && let Some(r) = &snap.refused
+        {
+            for l in r.fix().lines().skip(1) {
+                out.push(Line::raw(fit(&format!("    {l}"), width)));
+            }
+        }
+    }
+    if let Some(pg) = &snap.postgres {
+        out.push(Line::raw(""));
+        out.extend(postgres_lines(pg, width, 1 + pg.clients.len(), theme));
+        if pg.error.is_none() {
+            out.push(Line::styled(
+                fit(
+                    "  (application address: direct clients bypass PgBouncer; its own connections come from PgBouncer's address)",
+                    width,
+                ),
+                theme.dim(),
+            ));
+        }
+    }
+    if snap.refused.is_some() {
+        out.truncate(height);
+        return out;
     }
     out.push(Line::raw(""));
     out.push(Line::styled(

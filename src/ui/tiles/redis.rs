@@ -54,8 +54,16 @@ fn aof_line(s: &RedisSnapshot) -> String {
 
 fn volume_text(s: &RedisSnapshot) -> Option<String> {
     let v = s.volume.as_ref()?;
+    let name = v.name.as_deref().unwrap_or("?");
     Some(match (&v.kind, &v.error) {
-        (Some(k), _) => format!("volume {} ({k})", v.name.as_deref().unwrap_or("?")),
+        (Some(k), _) if k == "emptyDir" && s.persistence_on() => format!(
+            "{} on emptyDir {name}: lost when the pod is replaced",
+            s.persistence_kind()
+        ),
+        (Some(k), _) if k == "persistentVolumeClaim" && s.persistence_on() => {
+            format!("volume {name}: PVC, persistent")
+        }
+        (Some(k), _) => format!("volume {name} ({k})"),
         (None, Some(e)) => format!("volume unknown: {e}"),
         (None, None) => "volume unknown".to_string(),
     })
@@ -178,6 +186,20 @@ pub fn detail(
         ("save (CONFIG)", config(&snap.save)),
         ("appendonly (CONFIG)", config(&snap.appendonly)),
         ("RDB", rdb_line(snap)),
+        (
+            "last save",
+            match (
+                snap.rdb_last_save_age_s(),
+                Timestamp::from_second(snap.rdb_last_save_time),
+            ) {
+                (Some(age), Ok(at)) => format!(
+                    "{} UTC, {} ago",
+                    at.strftime("%Y-%m-%d %H:%M"),
+                    format_age(age)
+                ),
+                _ => "none since start".into(),
+            },
+        ),
         (
             "rdb_saves",
             snap.rdb_saves
