@@ -233,7 +233,9 @@ fn audit_for(config: &Config) -> AuditLog {
 fn refusal_code(r: &Refusal) -> i32 {
     match r.kind {
         RefusalKind::Usage => exit::USAGE,
-        RefusalKind::Refused | RefusalKind::Unrecorded | RefusalKind::LockUnreachable => REFUSED,
+        RefusalKind::Refused | RefusalKind::Unrecorded | RefusalKind::LockUnreachable => {
+            REFUSED
+        }
         RefusalKind::Internal => exit::INTERNAL,
     }
 }

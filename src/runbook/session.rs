@@ -148,8 +148,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) =
-                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -174,8 +173,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) =
-                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -201,8 +199,7 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) =
-                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
