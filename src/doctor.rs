@@ -611,8 +611,12 @@ fn scheme_fix(configured: &Endpoint, working: &str, what: &str) -> String {
     };
     match configured {
         Endpoint::Url(_) => format!("{what} speaks {scheme} there: set url = \"{working}\""),
+        _ if working.starts_with("https://") => format!(
+            "{what} behind {configured} speaks HTTPS, but it is dialled with plain HTTP: set tls = true"
+        ),
         _ => format!(
-            "{what} speaks {scheme} on that port; dial it as {working} (the wrong scheme is configured)"
+            "{what} behind {configured} speaks plain HTTP, but it is dialled with HTTPS: set tls = false \
+             (argocd-server with server.insecure: service = \"argocd/argocd-server:80\")"
         ),
     }
 }
@@ -654,10 +658,16 @@ async fn check_argocd(
                 },
                 ArgoError::Http { status: 404, .. } | ArgoError::Decode { .. } => {
                     match argocd_under_rootpath(&base).await {
-                        Some(url) => format!(
-                            "ArgoCD serves its UI and API under /argocd (--rootpath): set url = \"{url}\" \
-                             (the API is {url}/api/v1/applications)"
-                        ),
+                        Some(url) => match &settings.endpoint {
+                            Endpoint::Url(_) => format!(
+                                "ArgoCD serves its UI and API under /argocd (--rootpath): set url = \"{url}\" \
+                                 (the API is {url}/api/v1/applications)"
+                            ),
+                            other => format!(
+                                "ArgoCD behind {other} serves its UI and API under /argocd (--rootpath): \
+                                 set base_path = \"/argocd\" in [cluster.argocd]"
+                            ),
+                        },
                         None => "check that this is ArgoCD's API server (argocd/argocd-server) and its base path (the fleet's is /argocd)".into(),
                     }
                 }

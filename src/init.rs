@@ -85,6 +85,8 @@ pub struct Discovered {
     /// Non-secret values read from `database/s3-cloud-credentials` (endpoint and bucket).
     pub b2: Option<(String, String)>,
     pub backup_cronjobs: Vec<String>,
+    /// `POSTGRES_USER` of `database/postgres-secret` (a user name, not a secret).
+    pub postgres_user: Option<String>,
     pub redis_deployment: bool,
 }
 
@@ -141,7 +143,16 @@ pub async fn discover(cluster: &ClusterConfig) -> Discovered {
         }
     };
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    match bounded(namespaces.list(&ListParams::default())).await {
+    let listed = match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        namespaces.list(&ListParams::default()),
+    )
+    .await
+    {
+        Err(_) => Err(format!("no answer within {}s", REQUEST_TIMEOUT.as_secs())),
+        Ok(r) => r.map_err(|e| crate::sources::reflect::describe_error(&e)),
+    };
+    match listed {
         Err(e) => {
             d.unreachable = Some(e);
             return d;
@@ -182,6 +193,13 @@ pub async fn discover(cluster: &ClusterConfig) -> Discovered {
             Ok(Some(s)) => {
                 let data = s.data.unwrap_or_default();
                 let keys: Vec<String> = data.keys().cloned().collect();
+                if name == "postgres-secret" {
+                    // A user name, not a credential: the console admits only `postgres`.
+                    d.postgres_user = data
+                        .get("POSTGRES_USER")
+                        .and_then(|v| String::from_utf8(v.0.clone()).ok())
+                        .map(|v| v.trim().to_string());
+                }
                 if name == "s3-cloud-credentials" {
                     // The endpoint and bucket are not credentials; the config needs them.
                     let text = |k: &str| {
@@ -336,10 +354,24 @@ fn render_cluster(t: &mut String, name: &str, ctx: &FoundContext, d: &Discovered
 
     // PgBouncer: the console admits only its admin user (edoburu image: admin_users = postgres).
     let pg_secret = d.secret_keys("database/postgres-secret", &["POSTGRES_PASSWORD"]);
-    let pgbouncer = "[cluster.pgbouncer]\n\
-        service = \"database/pgbouncer:5432\"\n\
-        user = \"postgres\"        # the console admits only admin_users/stats_users; the image's default admin is postgres\n\
-        password_secret = \"database/postgres-secret:POSTGRES_PASSWORD\"\n";
+    let mut pgbouncer = String::from(
+        "[cluster.pgbouncer]\n\
+         service = \"database/pgbouncer:5432\"\n\
+         user = \"postgres\"        # the console admits only admin_users/stats_users; the image's default admin is postgres\n\
+         password_secret = \"database/postgres-secret:POSTGRES_PASSWORD\"\n",
+    );
+    if let Some(user) = d.postgres_user.as_deref().filter(|u| *u != "postgres") {
+        let _ = writeln!(
+            pgbouncer,
+            "# POSTGRES_USER here is {user:?}, not postgres: PgBouncer's userlist holds only that user and its\n\
+             # console admits only postgres, so the panel is refused until the pgbouncer Deployment sets\n\
+             #   - name: STATS_USERS\n\
+             #     value: {}\n\
+             # Then set user = {} above. `opsdeck doctor` checks it.",
+            q(user),
+            q(user)
+        );
+    }
     section(
         t,
         if !d.has_service("database/pgbouncer") {
@@ -347,7 +379,7 @@ fn render_cluster(t: &mut String, name: &str, ctx: &FoundContext, d: &Discovered
         } else {
             pg_secret
         },
-        pgbouncer,
+        &pgbouncer,
     );
 
     let mut redis = String::from("[cluster.redis]\nservice = \"database/redis:6379\"\n");

@@ -458,3 +458,70 @@ async fn doctor_says_https_for_an_https_only_store_and_argocds_base_path() {
     );
     fleet.shutdown().await;
 }
+
+#[test]
+fn k3s_default_contexts_are_named_by_their_environment_and_production_is_protected() {
+    use opsdeck::init::{FoundContext, cluster_name, looks_protected};
+    let ctx = |context: &str, server: &str| FoundContext {
+        file: "/etc/rancher/k3s/k3s.yaml".into(),
+        context: context.into(),
+        server: server.into(),
+    };
+    let k3s = ctx("default", "https://127.0.0.1:6443");
+    assert_eq!(cluster_name(&k3s, Some("goapps-production")), "production");
+    assert_eq!(cluster_name(&k3s, Some("goapps-staging")), "staging");
+    assert_eq!(cluster_name(&k3s, None), "default");
+    assert_eq!(
+        cluster_name(&ctx("default", "https://goapps.mutugading.com:6443"), None),
+        "goapps.mutugading.com"
+    );
+    assert_eq!(cluster_name(&ctx("prod vps", ""), None), "prod-vps");
+    assert!(looks_protected("production", "default", None));
+    assert!(looks_protected("vps", "default", Some("goapps-production")));
+    assert!(!looks_protected(
+        "staging",
+        "default",
+        Some("goapps-staging")
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_api_is_written_without_panels_and_doctor_names_kubeconfig_and_context() {
+    let home = tempfile::tempdir().unwrap();
+    // Nothing listens on port 1.
+    let kc = home.path().join("k3s.yaml");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\ncurrent-context: default\n\
+         clusters:\n- name: default\n  cluster:\n    server: https://127.0.0.1:1\n    insecure-skip-tls-verify: true\n\
+         contexts:\n- name: default\n  context:\n    cluster: default\n    user: default\n\
+         users:\n- name: default\n  user:\n    token: not-a-real-token\n",
+    )
+    .unwrap();
+    let out = home.path().join("c.toml");
+    let out_s = out.display().to_string();
+    let o = opsdeck(home.path(), Some(&kc), &["init", "--output", &out_s]).await;
+    assert_eq!(o.status.code(), Some(0), "{:?}", text(&o));
+    let written = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        written.contains("The API could not be asked at init time"),
+        "{written}"
+    );
+    assert!(!written.contains("[cluster.redis]"), "{written}");
+    assert!(!written.contains("not-a-real-token"), "{written}");
+    let o = opsdeck(home.path(), None, &["--config", &out_s, "doctor"]).await;
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert_verdicts(&stdout);
+    let line = verdict(&stdout, "default/kubernetes");
+    assert!(
+        line.contains("FAIL")
+            && line.contains(&kc.display().to_string())
+            && line.contains("context default"),
+        "{stdout}"
+    );
+    assert!(
+        fix_of(&stdout, "default/kubernetes").contains("K3s"),
+        "{stdout}"
+    );
+}
