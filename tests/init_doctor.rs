@@ -525,3 +525,171 @@ async fn an_unreachable_api_is_written_without_panels_and_doctor_names_kubeconfi
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_refused_to_its_user_gets_the_stats_users_snippet() {
+    let fleet = fleet().await;
+    let home = tempfile::tempdir().unwrap();
+    let mut doc: toml_edit::DocumentMut = std::fs::read_to_string(fleet.config_path())
+        .unwrap()
+        .parse()
+        .unwrap();
+    for c in doc["cluster"].as_array_of_tables_mut().unwrap().iter_mut() {
+        if let Some(p) = c.get_mut("pgbouncer").and_then(|p| p.as_table_mut()) {
+            p["user"] = toml_edit::value("stgapps");
+        }
+    }
+    let path = home.path().join("c.toml");
+    std::fs::write(&path, doc.to_string()).unwrap();
+    let p = path.display().to_string();
+    let o = opsdeck(
+        home.path(),
+        None,
+        &["--config", &p, "doctor", "--cluster", "staging"],
+    )
+    .await;
+    let (stdout, stderr) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert!(
+        verdict(&stdout, "staging/pgbouncer").contains("FAIL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("- name: STATS_USERS")
+            && stdout.contains("value: \"stgapps\"")
+            && stdout.contains("kubectl -n database rollout restart deployment/pgbouncer"),
+        "{stdout}"
+    );
+    fleet.shutdown().await;
+}
+
+/// What init writes for a cluster that has everything target-environment.md names.
+#[test]
+fn init_renders_every_real_fleet_panel_as_references_and_it_passes_the_checks() {
+    use opsdeck::init::{Discovered, FoundContext, render};
+    let secret = |name: &str, keys: &[&str]| {
+        (
+            name.to_string(),
+            Ok(keys.iter().map(|k| k.to_string()).collect::<Vec<_>>()),
+        )
+    };
+    let d = Discovered {
+        app_namespace: Some("goapps-staging".into()),
+        services: [
+            "database/pgbouncer",
+            "database/redis",
+            "argocd/argocd-server",
+            "minio/minio",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+        secrets: vec![
+            secret(
+                "database/postgres-secret",
+                &["POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"],
+            ),
+            secret(
+                "minio/minio-secret",
+                &["MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"],
+            ),
+            secret(
+                "database/s3-cloud-credentials",
+                &[
+                    "S3_ENDPOINT",
+                    "S3_BUCKET",
+                    "AWS_ACCESS_KEY_ID",
+                    "AWS_SECRET_ACCESS_KEY",
+                ],
+            ),
+            secret("argocd/argocd-initial-admin-secret", &["password"]),
+        ],
+        b2: Some((
+            "s3.us-west-004.backblazeb2.com".into(),
+            "goapps-backups".into(),
+        )),
+        backup_cronjobs: vec![
+            "postgres-backup-afternoon".into(),
+            "postgres-backup-morning".into(),
+            "postgres-backup-night".into(),
+        ],
+        postgres_user: Some("stgapps".into()),
+        redis_deployment: true,
+        ..Discovered::default()
+    };
+    let ctx = FoundContext {
+        file: "/etc/rancher/k3s/k3s.yaml".into(),
+        context: "default".into(),
+        server: "https://127.0.0.1:6443".into(),
+    };
+    let text = render(&[(ctx, d)]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, &text).unwrap();
+    let loaded = opsdeck::config::Config::load(&path).unwrap_or_else(|e| panic!("{e:?}\n{text}"));
+    let c = loaded
+        .config
+        .cluster("staging")
+        .expect("named by its environment");
+    assert!(!c.protected);
+    assert_eq!(c.context.as_deref(), Some("default"));
+    let pg = c.pgbouncer.as_ref().expect("pgbouncer");
+    assert_eq!(pg["service"].as_str(), Some("database/pgbouncer:5432"));
+    assert_eq!(pg["user"].as_str(), Some("postgres"));
+    assert_eq!(
+        pg["password_secret"].as_str(),
+        Some("database/postgres-secret:POSTGRES_PASSWORD")
+    );
+    assert!(
+        text.contains("#   - name: STATS_USERS") && text.contains("#     value: \"stgapps\""),
+        "{text}"
+    );
+    let argo = c.argocd.as_ref().expect("argocd");
+    assert_eq!(argo["service"].as_str(), Some("argocd/argocd-server:80"));
+    assert_eq!(argo["user"].as_str(), Some("admin"));
+    assert_eq!(
+        argo["password_secret"].as_str(),
+        Some("argocd/argocd-initial-admin-secret:password")
+    );
+    let sources = c.backups.as_ref().expect("backups")["source"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let by = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s["name"].as_str() == Some(name))
+            .unwrap_or_else(|| panic!("no source {name}:\n{text}"))
+            .clone()
+    };
+    assert_eq!(by("cronjobs")["prefix"].as_str(), Some("postgres-backup-"));
+    let minio = by("minio");
+    assert_eq!(minio["service"].as_str(), Some("minio/minio:9000"));
+    assert_eq!(minio["bucket"].as_str(), Some("postgres-backups"));
+    assert_eq!(
+        minio["access_key_secret"].as_str(),
+        Some("minio/minio-secret:MINIO_ROOT_USER")
+    );
+    assert_eq!(
+        minio["secret_key_secret"].as_str(),
+        Some("minio/minio-secret:MINIO_ROOT_PASSWORD")
+    );
+    let b2 = by("b2");
+    assert_eq!(
+        b2["url"].as_str(),
+        Some("https://s3.us-west-004.backblazeb2.com")
+    );
+    assert_eq!(b2["bucket"].as_str(), Some("goapps-backups"));
+    assert_eq!(b2["prefix"].as_str(), Some("staging/"));
+    assert_eq!(
+        b2["access_key_secret"].as_str(),
+        Some("database/s3-cloud-credentials:AWS_ACCESS_KEY_ID")
+    );
+    // Every secret is a reference.
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let key = line.split('=').next().unwrap_or("").trim();
+        if key.starts_with("password") || key.starts_with("token") || key.contains("_key") {
+            assert!(key.ends_with("_secret"), "{line}");
+        }
+    }
+}
