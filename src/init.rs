@@ -45,8 +45,20 @@ pub fn find_contexts() -> Vec<FoundContext> {
     let mut seen_servers = BTreeSet::new();
     let mut out = Vec::new();
     for file in files {
-        let Ok(kc) = kube::config::Kubeconfig::read_from(&file) else {
-            continue;
+        let file = std::path::absolute(&file).unwrap_or(file);
+        let kc = match kube::config::Kubeconfig::read_from(&file) {
+            Ok(kc) => kc,
+            Err(e) => {
+                match std::fs::File::open(&file) {
+                    Err(io) if io.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(io) if io.kind() == std::io::ErrorKind::PermissionDenied => eprintln!(
+                        "opsdeck init: cannot read {}: permission denied (run as root, or copy it to ~/.kube/config and chmod 600)",
+                        file.display()
+                    ),
+                    _ => eprintln!("opsdeck init: skipping {}: {e}", file.display()),
+                }
+                continue;
+            }
         };
         for named in &kc.contexts {
             let Some(ctx) = named.context.as_ref() else {
