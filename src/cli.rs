@@ -67,6 +67,26 @@ pub enum Command {
         #[arg(value_name = "CLUSTER/NAME")]
         names: Vec<String>,
     },
+    /// Write a commented config for this machine from its kubeconfig contexts and what each
+    /// cluster's API shows; exit 0 written, 3 the file exists (without --force)
+    Init {
+        /// Where to write it (default $XDG_CONFIG_HOME/opsdeck/config.toml); `-` for stdout
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Replace an existing file
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check every configured source end to end, printing ok or the fix for each; exit 0 all
+    /// ok, 1 warnings, 2 failures
+    Doctor {
+        /// Only this cluster
+        #[arg(long, value_name = "NAME")]
+        cluster: Option<String>,
+        /// How long each check may take
+        #[arg(long, default_value = "10s", value_parser = parse_timeout)]
+        timeout: Duration,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -178,6 +198,33 @@ async fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Some(Command::Config(ConfigCommand::Check)) => Ok(config_check(&cli)),
         Some(Command::Runbook(cmd)) => run_runbook(&cli, cmd).await,
         Some(Command::Forward { list, names }) => run_forward(&cli, *list, names).await,
+        Some(Command::Init { output, force }) => {
+            Ok(crate::init::run(output.as_deref(), *force).await)
+        }
+        Some(Command::Doctor { cluster, timeout }) => {
+            run_doctor(&cli, cluster.as_deref(), *timeout).await
+        }
+    }
+}
+
+async fn run_doctor(cli: &Cli, cluster: Option<&str>, timeout: Duration) -> anyhow::Result<i32> {
+    match load_config(cli) {
+        Err(errors) => {
+            print_errors(&errors);
+            Ok(exit::USAGE)
+        }
+        Ok(None) => {
+            eprintln!(
+                "opsdeck: no config found; write one with `opsdeck init`, then run `opsdeck doctor`"
+            );
+            Ok(exit::USAGE)
+        }
+        Ok(Some((config, warnings))) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            Ok(crate::doctor::run(&config, cluster, timeout).await)
+        }
     }
 }
 
