@@ -497,7 +497,7 @@ async fn rootpath_proxy(upstream: String) -> String {
 #[tokio::test]
 async fn plain_http_under_the_argocd_rootpath_is_found_and_followed() {
     let (argo, mut cluster, _dir) = sim(Env::Production).await;
-    let addr = rootpath_proxy(argo.url().trim_end_matches('/').to_string()).await;
+    let addr = rootpath_proxy(argo.api_url()).await;
     let table = cluster.argocd.as_mut().expect("table");
     table.remove("url");
     // An address on a port other than 80 needs `tls = false` to be plain HTTP; the rootpath
