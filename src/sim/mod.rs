@@ -23,6 +23,7 @@ pub mod churn;
 pub mod cluster;
 pub mod exec;
 pub mod logs;
+pub mod networking;
 pub mod pgbouncer;
 pub mod portforward;
 pub mod redis;
