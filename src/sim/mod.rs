@@ -374,6 +374,25 @@ fn data_tables(
         .collect()
 }
 
+/// The real fleet's `[cluster.env]` names, with simulator-local paths: the backup
+/// directory lives in the simulator's folder (`<dir>/<root>/postgres`, created here), named as
+/// on the VPS (`/staging-goapps-backup/postgres`, `/goapps-backup/postgres`).
+fn env_table(dir: &Path, env: Env) -> String {
+    let root = match env {
+        Env::Staging => "staging-goapps-backup",
+        Env::Production => "goapps-backup",
+    };
+    let backup = dir.join(root).join("postgres");
+    let _ = std::fs::create_dir_all(&backup);
+    format!(
+        "[cluster.env]\nBACKUP_DIR = {}\nBACKUP_MOUNT = {}\nBACKUP_DEVICE = \"/dev/sdb1\"\nENVIRONMENT = \"{}\"\nDOMAIN = \"{}\"\n",
+        toml_str(&backup.display().to_string()),
+        toml_str(&dir.join(root).display().to_string()),
+        env.name(),
+        networking::domain(env)
+    )
+}
+
 fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
     let kc = toml_str(&kubeconfig.display().to_string());
     let mut out =
@@ -392,6 +411,11 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
+        out.push_str(&format!(
+            "host = \"{}\"\n",
+            crate::config::SIMULATED_HOST
+        ));
+        out.push_str(&env_table(dir, env));
         out.push_str(tables.get(i).map_or("", String::as_str));
     }
     for env in [Env::Staging, Env::Production] {
