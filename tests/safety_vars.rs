@@ -343,7 +343,9 @@ fn api() -> Api {
         .build()
         .unwrap();
     let fleet = runtime
-        .block_on(opsdeck::sim::Fleet::start(opsdeck::sim::SimOptions::default()))
+        .block_on(opsdeck::sim::Fleet::start(
+            opsdeck::sim::SimOptions::default(),
+        ))
         .unwrap();
     let kubeconfig = kube::config::Kubeconfig::read_from(fleet.kubeconfig_path()).unwrap();
     Api {

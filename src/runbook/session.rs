@@ -148,7 +148,8 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) =
+                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -173,7 +174,8 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) =
+                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };
@@ -199,7 +201,8 @@ pub async fn executor(
                     });
                     continue;
                 }
-                let Some(a) = ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
+                let Some(a) =
+                    ensure(&config, read_only, &mut active, &runbook, cluster, &send).await
                 else {
                     continue;
                 };

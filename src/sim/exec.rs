@@ -606,6 +606,12 @@ fn wants_real_postgres(argv: &[String]) -> bool {
     })
 }
 
+/// Whether a step's text runs one of the Postgres tools (so, in the simulator, needs a real
+/// PostgreSQL).
+pub fn names_postgres_tool(text: &str) -> bool {
+    wants_real_postgres(&[text.to_string()])
+}
+
 fn b64_decode(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
     let mut acc = 0u32;
@@ -692,7 +698,11 @@ pub fn postgres_bin_dir() -> Result<std::path::PathBuf, String> {
         .flatten()
         .flatten()
         .map(|e| e.path().join("bin"))
-        .filter(|b| ["postgres", "initdb", "psql", "pg_dump"].iter().all(|n| b.join(n).is_file()))
+        .filter(|b| {
+            ["postgres", "initdb", "psql", "pg_dump"]
+                .iter()
+                .all(|n| b.join(n).is_file())
+        })
         .collect();
     found.sort_by_key(|p| {
         p.parent()
@@ -707,7 +717,10 @@ pub fn postgres_bin_dir() -> Result<std::path::PathBuf, String> {
             .to_string()
     })?;
     if unsafe { libc::geteuid() } == 0 && server_user().is_none() {
-        return Err("the simulator runs as root and there is no user `postgres` to run the server as".into());
+        return Err(
+            "the simulator runs as root and there is no user `postgres` to run the server as"
+                .into(),
+        );
     }
     Ok(dir)
 }
@@ -835,7 +848,12 @@ fn start_real_pg(user: &str, password: &str, db: &str) -> Result<RealPg, String>
     initdb
         .arg("-D")
         .arg(&data)
-        .args(["-U", user, "--auth-local=trust", "--auth-host=scram-sha-256"])
+        .args([
+            "-U",
+            user,
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+        ])
         .arg(format!("--pwfile={}", pwfile.display()))
         .args(["--no-sync", "-E", "UTF8", "--locale=C"]);
     run_checked(initdb, "initdb")?;
@@ -861,11 +879,25 @@ fn start_real_pg(user: &str, password: &str, db: &str) -> Result<RealPg, String>
     };
     let psql = |dbname: &str, sql: &str| {
         let mut c = pg.client(&pg.bin.join("psql"));
-        c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", dbname, "-c", sql]);
+        c.args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-U",
+            user,
+            "-d",
+            dbname,
+            "-c",
+            sql,
+        ]);
         c
     };
     run_checked(
-        psql("postgres", &format!("CREATE DATABASE \"{}\"", db.replace('"', ""))),
+        psql(
+            "postgres",
+            &format!("CREATE DATABASE \"{}\"", db.replace('"', "")),
+        ),
         "create database",
     )?;
     run_checked(psql(db, SEED_SQL), "seed database")?;

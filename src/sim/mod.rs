@@ -411,10 +411,7 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
-        out.push_str(&format!(
-            "host = \"{}\"\n",
-            crate::config::SIMULATED_HOST
-        ));
+        out.push_str(&format!("host = \"{}\"\n", crate::config::SIMULATED_HOST));
         out.push_str(&env_table(dir, env));
         out.push_str(tables.get(i).map_or("", String::as_str));
     }
