@@ -138,6 +138,16 @@ fn gzip_to(path: &Path, input: &[u8]) {
 
 /// Runs restore-postgres in a PTY, typing the cluster name at every destructive prompt.
 fn run_restore(sim: &Sim, workdir: &Path, state: &Path) -> (u32, String) {
+    let vars = vec![
+        "CI_SYNC_HELD=yes".to_string(),
+        format!("RESTORE_WORKDIR={}", workdir.display()),
+    ];
+    run_in_pty(sim, "restore-postgres", &vars, state)
+}
+
+/// Runs a runbook on staging in a PTY with `--yes`, typing the cluster name at every
+/// destructive prompt.
+fn run_in_pty(sim: &Sim, runbook: &str, vars: &[String], state: &Path) -> (u32, String) {
     use portable_pty::{CommandBuilder, PtySize, native_pty_system};
     let pair = native_pty_system()
         .openpty(PtySize {
@@ -150,16 +160,11 @@ fn run_restore(sim: &Sim, workdir: &Path, state: &Path) -> (u32, String) {
     let mut cmd = CommandBuilder::new(env!("CARGO_BIN_EXE_opsdeck"));
     cmd.arg("--config");
     cmd.arg(&sim.config);
-    cmd.args([
-        "runbook",
-        "run",
-        "restore-postgres",
-        "--cluster",
-        "staging",
-        "--yes",
-    ]);
-    cmd.args(["--var", "CI_SYNC_HELD=yes", "--var"]);
-    cmd.arg(format!("RESTORE_WORKDIR={}", workdir.display()));
+    cmd.args(["runbook", "run", runbook, "--cluster", "staging", "--yes"]);
+    for v in vars {
+        cmd.arg("--var");
+        cmd.arg(v);
+    }
     cmd.env("XDG_STATE_HOME", state);
     let mut child = pair.slave.spawn_command(cmd).expect("spawn");
     drop(pair.slave);
@@ -335,6 +340,71 @@ fn restore_postgres_brings_the_data_back_from_the_newest_non_empty_real_named_du
     assert!(
         text.contains("staging_goapps_20261205_070012.sql.gz"),
         "{text}"
+    );
+}
+
+#[test]
+fn restore_test_drill_restores_a_production_dump_into_a_scratch_database_and_reports() {
+    assert!(
+        postgres_installed(),
+        "PostgreSQL is not installed: apt-get install postgresql"
+    );
+    let sim = start_sim();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dump = sim
+        .kubectl(&[
+            "-n",
+            "database",
+            "exec",
+            "postgres-0",
+            "-c",
+            "postgres",
+            "--",
+            "sh",
+            "-c",
+            "exec pg_dump -U \"$POSTGRES_USER\" -d goapps --format=plain --no-owner --no-acl",
+        ])
+        .output()
+        .expect("pg_dump");
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let file = tmp.path().join("production_goapps_20261205_150003.sql.gz");
+    gzip_to(&file, &dump.stdout);
+    let workdir = tmp.path().join("drill");
+    let vars = vec![
+        "DRILL_SOURCE=file".to_string(),
+        format!("DRILL_FILE={}", file.display()),
+        format!("DRILL_WORKDIR={}", workdir.display()),
+    ];
+    let (code, out) = run_in_pty(&sim, "restore-test", &vars, &tmp.path().join("state"));
+    assert_eq!(code, 0, "restore-test failed:\n{out}");
+    let report = std::fs::read_dir(&workdir)
+        .expect("workdir")
+        .flatten()
+        .find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("restore-drill-")
+        })
+        .expect("report");
+    let text = std::fs::read_to_string(report.path()).expect("report");
+    assert!(text.contains("result: PASS"), "{text}");
+    assert!(text.contains("finance.invoices"), "{text}");
+    assert!(text.contains("120"), "{text}");
+    // The scratch copy is gone; staging's goapps untouched.
+    assert_eq!(
+        sim.sql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'goapps_restore_drill'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sim.sql("goapps", "SELECT count(*) FROM finance.invoices"),
+        "120"
     );
 }
 
