@@ -500,3 +500,47 @@ fn a_host_step_is_refused_against_the_simulated_fleet_and_said_up_front() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn without_postgresql_the_demo_says_up_front_which_steps_cannot_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = Command::new(env!("CARGO_BIN_EXE_opsdeck"))
+        .args([
+            "runbook",
+            "run",
+            "restore-postgres",
+            "--demo",
+            "--cluster",
+            "staging",
+            "--yes",
+        ])
+        .env("OPSDECK_SIM_POSTGRES", "off")
+        .env("XDG_STATE_HOME", tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run restore-postgres --demo");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step 2 (check-postgres) cannot run on the simulated fleet")
+            && err.contains("OPSDECK_SIM_POSTGRES=off"),
+        "{err}"
+    );
+    assert!(
+        err.contains("(restore-scratch) cannot run on the simulated fleet"),
+        "{err}"
+    );
+    // Nothing ran: the destructive steps need a terminal anyway.
+    assert_eq!(out.status.code(), Some(6), "{err}");
+}
+
+#[test]
+fn only_the_postgres_tools_make_an_exec_need_a_real_server() {
+    use opsdeck::sim::exec::names_postgres_tool;
+    assert!(names_postgres_tool(
+        "sh -c 'PGPASSWORD=x exec psql -U \"$POSTGRES_USER\" \"$@\"' psql -d goapps"
+    ));
+    assert!(names_postgres_tool("pg_dump -d goapps | gzip"));
+    assert!(names_postgres_tool("pg_isready"));
+    assert!(!names_postgres_tool("df -h /var/lib/postgresql/data"));
+    assert!(!names_postgres_tool("echo psqlx my_pg_dump_notes"));
+}

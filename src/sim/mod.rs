@@ -425,6 +425,11 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
 /// endpoint once it serves.
 pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
     let fleet = Fleet::start(opts).await?;
+    if let Err(why) = exec::postgres_bin_dir() {
+        eprintln!(
+            "opsdeck sim: no real PostgreSQL ({why}): psql, pg_dump and pg_isready in postgres-0 fail, so the Postgres steps of restore-postgres, restore-test, migration-dirty, postgres-connections and database-connection-issues cannot run"
+        );
+    }
     // Installed before the first line is printed: a caller may send SIGTERM as soon as it has
     // read what it needs, and the default action would leave the files behind.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
