@@ -47,6 +47,17 @@ pub enum Command {
     /// The same picture once, as text or JSON; exit 0 ok, 1 warnings, 2 critical
     Status(StatusArgs),
     /// The simulated fleet alone, until Ctrl-C; prints `kubeconfig: PATH` and `config: PATH`
+    ///
+    /// `kubectl exec` into `postgres-0` (or a `postgres-backup-*` Job's pod) runs `psql`,
+    /// `pg_dump`, `pg_isready`, `pg_restore`, `createdb` and `dropdb` against a real PostgreSQL
+    /// when one is installed (the newest /usr/lib/postgresql/*/bin; Debian/Ubuntu: `apt-get
+    /// install postgresql`): each cluster starts its own server on first use (loopback, a temp
+    /// dir, run as `postgres` when root) with a seeded `goapps` database, so restore-postgres
+    /// really restores. Those commands run as local processes (as `postgres` when root).
+    /// Without PostgreSQL they fail with a message saying so, and `runbook run` warns up front
+    /// which steps cannot run. OPSDECK_SIM_POSTGRES=off turns the real server off. The config
+    /// gives each cluster `[cluster.env]` BACKUP_DIR (a folder of the simulator, named as on
+    /// the VPS) and `host = "simulated-fleet.invalid"`, so host-level steps never run here.
     Sim {
         /// At least this many pods per cluster (heavy, like real ones)
         #[arg(long, default_value_t = 0)]

@@ -308,6 +308,31 @@ pub async fn run(config: &Config, args: &RunArgs) -> i32 {
         }
     }
 
+    if !args.dry_run {
+        // Say up front which steps cannot run here, and why (host-level steps off their host,
+        // the simulator's Postgres tools without a real PostgreSQL).
+        let this_host = crate::runbook::audit::hostname();
+        for step in selected.iter().map(|&i| &runbook.steps[i]) {
+            if step.attrs.host
+                && let Err(why) = crate::runbook::driver::host_check(driver.target(), &this_host)
+            {
+                eprintln!(
+                    "warning: step {} ({}) will be refused: {why}",
+                    step.number, step.name
+                );
+            }
+            #[cfg(feature = "sim")]
+            if driver.target().host.as_deref() == Some(crate::config::SIMULATED_HOST)
+                && crate::sim::exec::names_postgres_tool(&step.command)
+                && let Err(why) = crate::sim::exec::postgres_bin_dir()
+            {
+                eprintln!(
+                    "warning: step {} ({}) cannot run on the simulated fleet: it runs psql/pg_dump in postgres-0, which needs a real PostgreSQL: {why}",
+                    step.number, step.name
+                );
+            }
+        }
+    }
     if !args.dry_run && !tty && !args.yes {
         eprintln!(
             "opsdeck: refused: no terminal to confirm steps on; run at a terminal, or pass --yes to answer plain steps"

@@ -204,7 +204,8 @@ fn demo_runs_a_read_only_precheck_and_asks_for_the_name_on_a_destructive_step() 
     s.wait_for("the runbook list", |c| {
         c.contains("Runbooks (") && c.contains("restore-postgres")
     });
-    for _ in 0..4 {
+    // restore-postgres is the 7th runbook by name.
+    for _ in 0..6 {
         send(&mut s, b"j");
     }
     send(&mut s, b"\r");

@@ -32,6 +32,7 @@ fn target(read_only: bool) -> Target {
         app_namespace: "goapps-staging".into(),
         protected: false,
         read_only,
+        host: None,
         env: [(
             "BACKUP_DIR".to_string(),
             "/mnt/stgapps-backup/postgres".to_string(),

@@ -766,6 +766,7 @@ async fn an_argocd_action_is_refused_before_any_request_when_unrecordable() {
         app_namespace: None,
         protected: true,
         read_only: false,
+        host: None,
         env: Default::default(),
         pgbouncer: None,
         redis: None,

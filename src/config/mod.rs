@@ -19,6 +19,10 @@ use std::path::{Path, PathBuf};
 pub use duration::parse_duration;
 pub use endpoint::{Endpoint, PortRef, SecretRef};
 pub use forward::{ForwardConfig, ForwardScheme, ForwardTarget, TargetKind};
+/// The `host` the simulated fleet's config gives its clusters: no machine has it (`.invalid`
+/// is reserved, RFC 2606), so host-level steps never run against the simulator.
+pub const SIMULATED_HOST: &str = "simulated-fleet.invalid";
+
 pub use kubeconfig::{kube_context, kubeconfig_files, kubeconfig_value, load_kubeconfig};
 
 /// The whole configuration, checked.
@@ -55,6 +59,9 @@ pub struct ClusterConfig {
     pub app_namespace: Option<String>,
     pub protected: bool,
     pub read_only: bool,
+    /// The machine this cluster runs on (its hostname, as `hostname` prints it): runbook steps
+    /// marked `host=true` (systemctl, df, the backup disk) run only there.
+    pub host: Option<String>,
     /// `[cluster.env]`: extra variables for runbook steps; keys are valid variable names.
     pub env: BTreeMap<String, String>,
     // Feature tables stay raw until their features are built; they are checked for inline

@@ -44,6 +44,7 @@ struct RawCluster {
     protected: bool,
     #[serde(default)]
     read_only: bool,
+    host: Option<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     pgbouncer: Option<toml::Table>,
@@ -433,6 +434,7 @@ fn check_cluster(raw: RawCluster, at: &str, diag: &mut Diagnostics<'_>) -> Clust
         app_namespace: raw.app_namespace,
         protected: raw.protected,
         read_only: raw.read_only,
+        host: raw.host,
         env: raw.env,
         pgbouncer,
         redis,
@@ -614,7 +616,7 @@ mod tests {
             errors,
             [
                 "config.toml:3: cluster[0].protected: expected a boolean (true or false), found an integer",
-                "config.toml:7: cluster[1].bogus: unknown key; valid keys here are: name, kubeconfig, context, app_namespace, protected, read_only, env, pgbouncer, redis, backups, argocd",
+                "config.toml:7: cluster[1].bogus: unknown key; valid keys here are: name, kubeconfig, context, app_namespace, protected, read_only, host, env, pgbouncer, redis, backups, argocd",
                 "config.toml:12: cluster[2].env.\"X Y\": \"X Y\" is not a valid environment variable name: use letters, digits and '_', not starting with a digit",
             ]
         );

@@ -151,6 +151,26 @@ pub fn target_of(config: &Config, cluster: &str) -> Result<Target, Refusal> {
     }
 }
 
+/// Whether a `host=true` step may run against `target` on the machine named `this_host`:
+/// only when the cluster's `host` is this machine, never against the simulated fleet.
+pub fn host_check(target: &Target, this_host: &str) -> Result<(), String> {
+    match target.host.as_deref() {
+        Some(crate::config::SIMULATED_HOST) => Err(format!(
+            "{} is the simulated fleet, which has no machine of its own: this step would inspect or change {this_host} instead",
+            target.name
+        )),
+        None => Err(format!(
+            "{} has no `host` in the config, so opsdeck cannot tell that this machine ({this_host}) is the cluster's; add host = \"<its hostname>\" to that [[cluster]]",
+            target.name
+        )),
+        Some(h) if h == this_host => Ok(()),
+        Some(h) => Err(format!(
+            "{} runs on {h}, and this machine is {this_host}: run it on {h}",
+            target.name
+        )),
+    }
+}
+
 impl Driver {
     /// A run of `runbook` against `target`: refused when the runbook's `targets` exclude it.
     /// Nothing is locked or recorded yet (a dry run stays that way).
@@ -336,6 +356,14 @@ impl Driver {
                     " (read_only = true in the config)"
                 }
             )));
+        }
+        if step.attrs.host {
+            host_check(target, &super::audit::hostname()).map_err(|why| {
+                Refusal::refused(format!(
+                    "step {} ({}) runs on the cluster's own machine (host=true): {why}; nothing was run",
+                    step.number, step.name
+                ))
+            })?;
         }
         if step.attrs.background {
             return Err(Refusal::refused(format!(

@@ -20,6 +20,9 @@ pub struct VarDecl {
 pub struct StepAttrs {
     pub destructive: bool,
     pub verify: bool,
+    /// `host=true`: the step inspects or changes the machine itself (systemctl, df, the backup
+    /// disk), so it runs only on the cluster's own `host`.
+    pub host: bool,
     pub interactive: bool,
     pub timeout_s: Option<u64>,
     pub cwd: Option<String>,
@@ -79,9 +82,10 @@ impl std::fmt::Display for ParseError {
 }
 
 /// Step attributes opsdeck reads (runbooks.md).
-pub const STEP_KEYS: [&str; 9] = [
+pub const STEP_KEYS: [&str; 10] = [
     "name",
     "destructive",
+    "host",
     "verify",
     "timeout",
     "interactive",
@@ -266,6 +270,7 @@ fn attrs_from(map: BTreeMap<String, String>) -> Result<(Option<String>, StepAttr
             "name" => name = Some(v),
             "destructive" => flag_into(&k, &v, &mut a.destructive, &mut errors),
             "verify" => flag_into(&k, &v, &mut a.verify, &mut errors),
+            "host" => flag_into(&k, &v, &mut a.host, &mut errors),
             "interactive" => flag_into(&k, &v, &mut a.interactive, &mut errors),
             "excludeFromRunAll" => flag_into(&k, &v, &mut a.exclude_from_run_all, &mut errors),
             "background" => flag_into(&k, &v, &mut a.background, &mut errors),

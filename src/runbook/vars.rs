@@ -96,6 +96,8 @@ pub struct Target {
     pub app_namespace: String,
     pub protected: bool,
     pub read_only: bool,
+    /// The cluster's own machine (`host` in the config): where `host=true` steps may run.
+    pub host: Option<String>,
     pub env: BTreeMap<String, String>,
 }
 
@@ -113,6 +115,7 @@ impl Target {
             app_namespace: c.app_namespace.clone().unwrap_or_default(),
             protected: c.protected,
             read_only: c.read_only,
+            host: c.host.clone(),
             env: c.env.clone(),
         }
     }
@@ -399,6 +402,7 @@ mod tests {
             app_namespace: String::new(),
             protected: false,
             read_only: false,
+            host: None,
             env: BTreeMap::new(),
         };
         let mut v = RunVars::for_target(&target);
@@ -425,6 +429,7 @@ mod tests {
             app_namespace: "apps".into(),
             protected: true,
             read_only: false,
+            host: None,
             env: [
                 ("BACKUP_DIR".to_string(), "/b".to_string()),
                 ("CONTEXT".to_string(), "evil".to_string()),

@@ -40,6 +40,8 @@ pub struct ClusterShared {
     /// The last requests served, `METHOD path?query`, oldest first (for tests that check
     /// what a client asks, e.g. that a source only watches).
     requests: Mutex<std::collections::VecDeque<String>>,
+    /// The real PostgreSQL behind `postgres-0`'s exec, started on first use.
+    pub realpg: super::exec::RealPgSlot,
 }
 
 /// Requests kept in `ClusterShared::requests`.
@@ -93,6 +95,7 @@ impl SimCluster {
     ) -> anyhow::Result<SimCluster> {
         let store = Store::new(env.tag(), HISTORY);
         let seeded = seed::seed(env, &store, min_pods);
+        super::networking::seed(env, &store);
         let (cut, _) = watch::channel(0);
         let shared = Arc::new(ClusterShared {
             env,
@@ -105,6 +108,7 @@ impl SimCluster {
             clock: super::Clock::new(churn),
             portforward: Default::default(),
             requests: Mutex::new(Default::default()),
+            realpg: Default::default(),
         });
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;

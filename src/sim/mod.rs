@@ -23,6 +23,7 @@ pub mod churn;
 pub mod cluster;
 pub mod exec;
 pub mod logs;
+pub mod networking;
 pub mod pgbouncer;
 pub mod portforward;
 pub mod redis;
@@ -418,6 +419,25 @@ fn data_tables(
         .collect()
 }
 
+/// The real fleet's `[cluster.env]` names, with simulator-local paths: the backup
+/// directory lives in the simulator's folder (`<dir>/<root>/postgres`, created here), named as
+/// on the VPS (`/staging-goapps-backup/postgres`, `/goapps-backup/postgres`).
+fn env_table(dir: &Path, env: Env) -> String {
+    let root = match env {
+        Env::Staging => "staging-goapps-backup",
+        Env::Production => "goapps-backup",
+    };
+    let backup = dir.join(root).join("postgres");
+    let _ = std::fs::create_dir_all(&backup);
+    format!(
+        "[cluster.env]\nBACKUP_DIR = {}\nBACKUP_MOUNT = {}\nBACKUP_DEVICE = \"/dev/sdb1\"\nENVIRONMENT = \"{}\"\nDOMAIN = \"{}\"\n",
+        toml_str(&backup.display().to_string()),
+        toml_str(&dir.join(root).display().to_string()),
+        env.name(),
+        networking::domain(env)
+    )
+}
+
 fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
     let kc = toml_str(&kubeconfig.display().to_string());
     let mut out =
@@ -436,13 +456,8 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
         if env == Env::Production {
             out.push_str("protected = true\n");
         }
-        // The runbooks' backup directory: the real `/goapps-backup/postgres` or
-        // `/staging-goapps-backup/postgres`, kept under the fleet's directory.
-        let disk = dir.join(s3::disk_dir(env).trim_start_matches('/'));
-        out.push_str(&format!(
-            "[cluster.env]\nBACKUP_DIR = {}\n",
-            toml_str(&disk.display().to_string())
-        ));
+        out.push_str(&format!("host = \"{}\"\n", crate::config::SIMULATED_HOST));
+        out.push_str(&env_table(dir, env));
         out.push_str(tables.get(i).map_or("", String::as_str));
     }
     for env in [Env::Staging, Env::Production] {
@@ -455,6 +470,11 @@ fn config_text(dir: &Path, kubeconfig: &Path, tables: &[String]) -> String {
 /// endpoint once it serves.
 pub async fn run_cli(opts: SimOptions) -> anyhow::Result<()> {
     let fleet = Fleet::start(opts).await?;
+    if let Err(why) = exec::postgres_bin_dir() {
+        eprintln!(
+            "opsdeck sim: no real PostgreSQL ({why}): psql, pg_dump and pg_isready in postgres-0 fail, so the Postgres steps of restore-postgres, restore-test, migration-dirty, postgres-connections and database-connection-issues cannot run"
+        );
+    }
     // Installed before the first line is printed: a caller may send SIGTERM as soon as it has
     // read what it needs, and the default action would leave the files behind.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())

@@ -146,6 +146,7 @@ pub static KINDS: &[&ResourceKind] = &[
     &CRONJOBS,
     &JOBS,
     &LEASES,
+    &super::networking::INGRESSES,
 ];
 
 /// Looks a kind up by its API group and plural name.
