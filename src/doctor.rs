@@ -449,6 +449,10 @@ async fn check_pgbouncer(
                 };
                 fail(format!("{} refused the console to {:?}: {detail}", cfg.endpoint, cfg.user), fix)
             }
+            PgbouncerError::Refused { detail, .. } => fail(
+                format!("{} refused the console to {:?}: {detail}", cfg.endpoint, cfg.user),
+                stats_users_fix(&cfg.user),
+            ),
             PgbouncerError::Unreachable { reason, .. } => fail(
                 format!("{}: {reason}", cfg.endpoint),
                 format!(
