@@ -1102,15 +1102,17 @@ async fn a_sigstopped_simulator_is_marked_stale_and_recovers_on_sigcont() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("opsdeck sim starts");
-    let out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut config_path = None;
-    for line in out.lines() {
+    for line in out.by_ref() {
         let line = line.unwrap();
         if let Some(p) = line.strip_prefix("config: ") {
             config_path = Some(p.to_string());
             break;
         }
     }
+    // Keep reading: the simulator goes on printing its endpoints, and a closed pipe would end it.
+    std::thread::spawn(move || out.for_each(drop));
     let config: Config = Config::load(std::path::Path::new(&config_path.expect("config line")))
         .map_err(|e| format!("{}", e[0]))
         .unwrap()
